@@ -1,0 +1,1 @@
+"""The program: CLI, data, training, evaluators, search, dashboards and reports."""

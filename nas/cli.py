@@ -1,0 +1,63 @@
+"""``nas``: find a small accurate network under a compute budget, then scale it.
+
+Every subcommand lives in ``nas/commands/<name>.py`` with ``register(subparsers)``; the
+registered handler receives the parsed arguments and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Optional, Sequence
+
+from space import NasError
+
+# Order is the order of `nas --help`: the workflow from search to deployment.
+COMMANDS = ("show",)
+
+EXAMPLES = """\
+examples:
+  nas search --target-flops 400M             search on Fashion-MNIST (the default dataset)
+  nas scale --genome runs/<study>/best.json --phi 0..7
+  nas show --genome efficientnet-b0          Table 1 of the EfficientNet paper, with costs
+  nas show --space                           the default search space and its size
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors become one line and exit code 2 (argparse prints the
+    whole usage block first, which buries the message)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nas", description=__doc__.splitlines()[0].split(": ", 1)[1],
+                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                       parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"nas.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except NasError as error:
+        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""How an architecture grows: compound, published-table and fast scaling."""

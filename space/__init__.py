@@ -1,0 +1,13 @@
+"""What an architecture is: genomes, the search space, the torch model, graph and cost."""
+
+from . import presets
+from .blocks import BlockSpec, conv_output_size, resolve_blocks, round_channels
+from .errors import GenomeError, NasError, SpaceError
+from .genome import Genome, Stage
+from .graph import Cost, cost, graph
+from .model import build
+from .search_space import SearchSpace
+
+__all__ = ["Genome", "Stage", "SearchSpace", "build", "graph", "cost", "Cost", "presets",
+           "round_channels", "resolve_blocks", "BlockSpec", "conv_output_size",
+           "NasError", "GenomeError", "SpaceError"]
