@@ -33,30 +33,33 @@ class Cost:
     activations: int
 
 
-class _GraphWriter:
-    """Appends layer nodes in data-flow order, tracking the current tensor shape."""
+class _LayerWriter:
+    """Records layers in data-flow order, tracking the current tensor shape.
+
+    The records are the single description: :func:`graph` turns them into a networkx
+    graph and :func:`cost` sums them directly (skipping networkx keeps cost() cheap
+    enough to call thousands of times per search).
+    """
 
     def __init__(self, in_shape: tuple[int, int, int]) -> None:
-        self.graph = nx.DiGraph()
-        self.graph.add_node("input", op="input", in_shape=in_shape, out_shape=in_shape,
-                            flops=0, params=0, activations=0, block=None)
+        self.layers: dict[str, dict] = {
+            "input": dict(op="input", in_shape=in_shape, out_shape=in_shape, flops=0,
+                          params=0, activations=0, block=None, inputs=())}
         self.last = "input"
 
     def add(self, name: str, op: str, out_shape: tuple[int, ...], *, flops: int = 0,
             params: int = 0, activations: int = 0, inputs: Optional[list[str]] = None,
             block: Optional[int] = None, **attrs) -> str:
-        sources = inputs or [self.last]
-        in_shape = self.graph.nodes[sources[0]]["out_shape"]
-        self.graph.add_node(name, op=op, in_shape=in_shape, out_shape=out_shape, flops=flops,
-                            params=params, activations=activations, block=block, **attrs)
-        for source in sources:
-            self.graph.add_edge(source, name)
+        sources = tuple(inputs or [self.last])
+        self.layers[name] = dict(op=op, in_shape=self.layers[sources[0]]["out_shape"],
+                                 out_shape=out_shape, flops=flops, params=params,
+                                 activations=activations, block=block, inputs=sources, **attrs)
         self.last = name
         return name
 
     def conv(self, name: str, *, in_channels: int, out_channels: int, kernel_size: int,
              stride: int = 1, groups: int = 1, bias: bool = False, block=None) -> str:
-        channels, height, width = self.graph.nodes[self.last]["out_shape"]
+        channels, height, width = self.layers[self.last]["out_shape"]
         assert channels == in_channels, f"{name}: {channels} != {in_channels}"
         out_h = conv_output_size(height, kernel_size, stride)
         out_w = conv_output_size(width, kernel_size, stride)
@@ -69,17 +72,17 @@ class _GraphWriter:
                         stride=stride, groups=groups)
 
     def norm(self, name: str, block=None) -> str:
-        shape = self.graph.nodes[self.last]["out_shape"]
+        shape = self.layers[self.last]["out_shape"]
         return self.add(name, "batchnorm", shape, params=2 * shape[0], block=block)
 
     def elementwise(self, name: str, op: str, inputs: Optional[list[str]] = None,
                     block=None) -> str:
         source = (inputs or [self.last])[0]
-        return self.add(name, op, self.graph.nodes[source]["out_shape"], inputs=inputs,
+        return self.add(name, op, self.layers[source]["out_shape"], inputs=inputs,
                         block=block)
 
 
-def _add_block(writer: _GraphWriter, spec: BlockSpec, activation: str) -> None:
+def _add_block(writer: _LayerWriter, spec: BlockSpec, activation: str) -> None:
     prefix = f"blocks.{spec.block_index}"
     block_input = writer.last
     if spec.has_expansion:
@@ -93,7 +96,7 @@ def _add_block(writer: _GraphWriter, spec: BlockSpec, activation: str) -> None:
     writer.norm(f"{prefix}.depthwise_bn", block=spec.block_index)
     features = writer.elementwise(f"{prefix}.depthwise_act", activation, block=spec.block_index)
     if spec.se_channels:
-        channels, _, _ = writer.graph.nodes[features]["out_shape"]
+        channels, _, _ = writer.layers[features]["out_shape"]
         writer.add(f"{prefix}.se_pool", "avgpool", (channels, 1, 1), block=spec.block_index)
         writer.conv(f"{prefix}.se_reduce", in_channels=channels, out_channels=spec.se_channels,
                     kernel_size=1, bias=True, block=spec.block_index)
@@ -111,13 +114,8 @@ def _add_block(writer: _GraphWriter, spec: BlockSpec, activation: str) -> None:
                            block=spec.block_index)
 
 
-def graph(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1000,
-          in_channels: int = 3) -> nx.DiGraph:
-    """One node per layer, in data-flow order, with ``in_shape``/``out_shape`` (C, H, W)
-    and the node's ``flops`` (multiply-adds), ``params`` and ``activations``.
-
-    ``resolution`` defaults to the genome's deployment resolution.
-    """
+def _layers(genome: Genome, resolution: Optional[int], num_classes: int,
+            in_channels: int) -> dict[str, dict]:
     size = genome.resolution if resolution is None else resolution
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"resolution must be a positive integer, got {size!r}")
@@ -125,7 +123,7 @@ def graph(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1
         raise ValueError(f"num_classes and in_channels must be positive, got "
                          f"{num_classes} and {in_channels}")
     activation = genome.activation
-    writer = _GraphWriter((in_channels, size, size))
+    writer = _LayerWriter((in_channels, size, size))
     writer.conv("stem", in_channels=in_channels, out_channels=genome.stem_channels,
                 kernel_size=3, stride=2)
     writer.norm("stem_bn")
@@ -142,13 +140,30 @@ def graph(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1
     weights = genome.head_channels * num_classes
     writer.add("classifier", "linear", (num_classes,), flops=weights,
                params=weights + num_classes, activations=num_classes)
-    return writer.graph
+    return writer.layers
+
+
+def graph(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1000,
+          in_channels: int = 3) -> nx.DiGraph:
+    """One node per layer, in data-flow order, with ``op``, ``in_shape``/``out_shape``
+    (C, H, W), the stage ``block`` index and the node's ``flops`` (multiply-adds),
+    ``params`` and ``activations``. Edges follow the data, residual paths included.
+
+    ``resolution`` defaults to the genome's deployment resolution.
+    """
+    result = nx.DiGraph()
+    for name, layer in _layers(genome, resolution, num_classes, in_channels).items():
+        attrs = {key: value for key, value in layer.items() if key != "inputs"}
+        result.add_node(name, **attrs)
+        result.add_edges_from((source, name) for source in layer["inputs"])
+    return result
 
 
 def cost(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1000,
          in_channels: int = 3) -> Cost:
-    """Multiply-adds, parameters and activations per image, from :func:`graph`."""
-    nodes = graph(genome, resolution, num_classes, in_channels).nodes.values()
-    return Cost(flops=sum(node["flops"] for node in nodes),
-                params=sum(node["params"] for node in nodes),
-                activations=sum(node["activations"] for node in nodes))
+    """Multiply-adds, parameters and activations per image: the sums over the layers of
+    :func:`graph` (read from the same records, without the networkx overhead)."""
+    layers = _layers(genome, resolution, num_classes, in_channels).values()
+    return Cost(flops=sum(layer["flops"] for layer in layers),
+                params=sum(layer["params"] for layer in layers),
+                activations=sum(layer["activations"] for layer in layers))

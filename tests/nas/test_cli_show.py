@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nas.cli import main
+
+
+def test_show_json_has_costs(capsys):
+    assert main(["show", "--genome", "efficientnet-b0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["flops"] == 385_814_752 and data["params"] == 5_288_548
+    assert data["activations"] > 0
+    assert [row["channels"] for row in data["stages"]] == [32, 16, 24, 40, 80, 112, 192, 320, 1280]
+    assert [row["resolution"] for row in data["stages"]] == [224, 112, 112, 56, 28, 14, 14, 7, 7]
+
+
+def test_show_table_and_space(capsys):
+    assert main(["show", "--genome", "mnasnet-a1"]) == 0
+    out = capsys.readouterr().out
+    assert "SepConv, k3x3" in out and "311,579,072" in out
+    assert main(["show", "--space"]) == 0
+    assert "33,853,318,889,472 distinct genomes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["show", "--genome", "efficientnet-b9"], "neither a preset"),
+    (["show", "--genome", "missing.json"], "does not exist"),
+    (["show", "--genome", "{bad}.json"], "does not exist"),
+    (["show", "--space", "/nonexistent.toml"], "does not exist"),
+    (["show"], "one of the arguments"),
+    (["show", "--genome", "efficientnet-b0", "--resolution", "abc"], "invalid int"),
+])
+def test_bad_input_is_one_line_exit_2(args, message):
+    result = subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_genome_file_names_the_field(tmp_path, capsys):
+    data = json.loads(subprocess.run([sys.executable, "-m", "nas", "show", "--genome",
+                                      "efficientnet-b0", "--json"], capture_output=True,
+                                     text=True).stdout)["genome"]
+    data["stages"][1]["kernel_size"] = 4
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    assert main(["show", "--genome", str(path)]) == 2
+    assert "stages[1].kernel_size" in capsys.readouterr().err
+    path.write_text("{truncated")
+    assert main(["show", "--genome", str(path)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_every_command_has_help_with_an_example():
+    from nas.cli import COMMANDS
+    for command in COMMANDS:
+        result = subprocess.run([sys.executable, "-m", "nas", command, "--help"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0 and "example" in result.stdout, command
