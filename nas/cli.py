@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from space import NasError
 
 # Order is the order of `nas --help`: the workflow from search to deployment.
-COMMANDS = ("show",)
+COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export")
 
 EXAMPLES = """\
 examples:

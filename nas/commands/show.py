@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from space import Genome, SearchSpace, cost, graph
 from space.blocks import conv_output_size
 from space.search_space import DEFAULT_SPACE_PATH
 
-from ..common import UsageError, format_count, format_table, load_genome
+from ..common import (UsageError, atomic_write_text, check_writable_dir, format_count,
+                      format_table, load_genome)
+from ..diagram import genome_svg
 
 EXAMPLES = """\
 examples:
   nas show --genome efficientnet-b0
   nas show --genome runs/<study>/best.json --json
   nas show --genome mnasnet-a1 --resolution 32 --num-classes 10 --in-channels 1
+  nas show --genome runs/<study>/best.json --diagram best.svg
   nas show --space                 (the built-in space)
   nas show --space my_space.toml
 """
@@ -37,6 +41,8 @@ def register(subparsers) -> None:
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--diagram", metavar="FILE.svg", help="also draw the genome as an SVG "
+                        "diagram (one box per block, with shapes and multiply-adds)")
     parser.set_defaults(handler=run)
 
 
@@ -67,12 +73,22 @@ def genome_table(genome: Genome, resolution: int | None = None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.space is not None:
+        if args.diagram:
+            raise UsageError("--diagram draws a genome; use it with --genome, not --space")
         return _show_space(args)
     genome = load_genome(args.genome)
     resolution = genome.resolution if args.resolution is None else args.resolution
     if resolution < 8 or args.num_classes < 1 or args.in_channels < 1:
         raise UsageError("--resolution must be >= 8 and --num-classes/--in-channels >= 1")
     total = cost(genome, resolution, args.num_classes, args.in_channels)
+    if args.diagram:
+        target = Path(args.diagram)
+        if target.suffix.lower() != ".svg" or target.is_dir():
+            raise UsageError(f"--diagram {args.diagram!r} must be an .svg file name")
+        check_writable_dir(target.parent, "diagram folder")
+        atomic_write_text(target, genome_svg(genome, resolution=resolution,
+                                             num_classes=args.num_classes,
+                                             in_channels=args.in_channels))
     if args.json:
         print(json.dumps({"genome": genome.to_dict(), "resolution": resolution,
                           "num_classes": args.num_classes, "in_channels": args.in_channels,
@@ -88,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
           f"activations {total.activations:,} ({format_count(total.activations)})")
     layers = graph(genome, resolution, args.num_classes, args.in_channels)
     print(f"{genome.num_blocks} MBConv blocks, {layers.number_of_nodes() - 1} graph nodes")
+    if args.diagram:
+        print(f"diagram: {args.diagram}")
     return 0
 
 

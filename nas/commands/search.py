@@ -1,0 +1,157 @@
+"""``nas search``: find the genome with the best MnasNet reward under a compute target."""
+
+from __future__ import annotations
+
+import argparse
+
+from space import Genome
+
+from ..common import UsageError, format_count, parse_count
+from ..evaluators import EVALUATORS, PROXY_DEFAULTS
+from ..reward import REWARD_PRESETS
+from ..search import METRICS, PRUNERS, SAMPLERS, SearchConfig, SearchResult, run_search
+from .show import genome_table
+
+EXAMPLES = """\
+examples:
+  nas search --target-flops 400M                          proxy training on Fashion-MNIST
+  nas search --target-flops 400M --evaluator naswot --n-trials 300     zero-cost, minutes
+  nas search --target-flops 300M --reward hard --n-trials 40
+  nas search --target-flops 400M --objective multi        Pareto front of accuracy vs cost
+  nas search --target-flops 400M --storage postgresql://user:pw@host/nas --study shared
+      (start the same command on several machines: they share the study's trial budget)
+
+The multiply-adds in the reward are the deployment cost: at the genome's resolution (224
+unless --resolution says otherwise), with the dataset's class count and input channels.
+Proxy training runs at --proxy-resolution (32 px) on a validation split of the training
+set; the test set is never used. Running the same command again resumes the study.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "search", help="search the space with Optuna for the best MnasNet reward",
+        description="Search a MnasNet-style space with Optuna. Each trial samples a genome, "
+                    "costs it analytically, scores it with the evaluator and records the "
+                    "MnasNet reward ACC x (COST/T)^w. Writes runs/<study>/best.json, "
+                    "trials.csv and the Optuna study (SQLite by default).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    target = parser.add_argument_group("target and reward")
+    target.add_argument("--target-flops", "--target", dest="target", required=True,
+                        metavar="T", help="target cost T, e.g. 400M multiply-adds (with "
+                        "--metric params/activations: that count; latency: milliseconds)")
+    target.add_argument("--metric", choices=METRICS, default="flops",
+                        help="cost in the reward: multiply-adds at deployment resolution "
+                             "(default), parameters, activations, or latency measured here "
+                             "(batch 1, median of warm runs)")
+    target.add_argument("--reward", choices=sorted(REWARD_PRESETS), default="soft",
+                        help="soft: alpha=beta=-0.07 (MnasNet, EfficientNet); hard: alpha=0, "
+                             "beta=-1")
+    target.add_argument("--alpha", type=float, help="reward exponent at or below T (overrides --reward)")
+    target.add_argument("--beta", type=float, help="reward exponent above T (overrides --reward)")
+    target.add_argument("--objective", choices=("single", "multi"), default="single",
+                        help="multi: NSGA-II on (accuracy, cost); reports the Pareto front")
+    target.add_argument("--cost-window", type=float, default=0.1, metavar="F",
+                        help="only evaluate genomes whose cost is within T x (1 +- F); the "
+                             "rest are recorded as screened without training (default 0.1; "
+                             "0 evaluates everything)")
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--evaluator", default="proxy-train", metavar="NAME",
+                            help=f"one of {', '.join(EVALUATORS)} (default proxy-train)")
+    evaluation.add_argument("--dataset", default="fashion-mnist",
+                            help="fashion-mnist (default), cifar10, cifar100 or imagefolder")
+    evaluation.add_argument("--data", dest="data_dir", metavar="DIR",
+                            help="dataset folder (default for Fashion-MNIST: "
+                                 "/usr/share/datasets/fashion-mnist)")
+    evaluation.add_argument("--resolution", type=int,
+                            help="deployment resolution of the costs (default: the space's, 224)")
+    evaluation.add_argument("--proxy-resolution", type=int, default=PROXY_DEFAULTS["resolution"],
+                            help="input size of proxy training and zero-cost scoring (default %(default)s)")
+    evaluation.add_argument("--proxy-subset", type=int, default=PROXY_DEFAULTS["subset"],
+                            help="training images per proxy run (default %(default)s)")
+    evaluation.add_argument("--proxy-epochs", type=int, default=PROXY_DEFAULTS["epochs"],
+                            help="epochs per proxy run (default %(default)s)")
+    study = parser.add_argument_group("study")
+    study.add_argument("--space", dest="space_path", metavar="FILE",
+                       help="search-space file (TOML/JSON); see `nas show --space`")
+    study.add_argument("--n-trials", type=int, default=16,
+                       help="total evaluated trials of the study, over all workers and "
+                            "restarts (not in addition: a rerun finishes the remainder)")
+    study.add_argument("--timeout", type=float, help="stop this process after SECONDS")
+    study.add_argument("--seed", type=int, default=0)
+    study.add_argument("--sampler", choices=SAMPLERS,
+                       help="default: tpe (seeded, multivariate); nsga2 with --objective multi")
+    study.add_argument("--pruner", choices=PRUNERS, default="median",
+                       help="prunes proxy training on per-epoch validation accuracy")
+    study.add_argument("--study", help="study name (default: <dataset>-<target>-<evaluator>)")
+    study.add_argument("--storage", metavar="URL",
+                       help="Optuna storage: sqlite:///PATH, postgresql://USER:PW@HOST/DB or "
+                            "journal:PATH (default: runs/<study>/study.db)")
+    study.add_argument("--runs", dest="runs_dir", default="runs", help="output folder")
+    study.add_argument("--jobs", type=int, default=1,
+                       help="trials in parallel: starts JOBS-1 more worker processes on the "
+                            "same study (for more machines, start more workers yourself)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    alpha, beta = REWARD_PRESETS[args.reward]
+    alpha = alpha if args.alpha is None else args.alpha
+    beta = beta if args.beta is None else args.beta
+    if args.metric == "latency":
+        try:
+            target = float(args.target) / 1000.0  # milliseconds on the command line
+        except ValueError:
+            raise UsageError(f"--target {args.target!r}: with --metric latency give "
+                             "milliseconds, e.g. 25") from None
+    else:
+        target = parse_count(args.target, "--target-flops")
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    return SearchConfig(
+        target=target, metric=args.metric, alpha=alpha, beta=beta, objective=args.objective,
+        evaluator=args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
+        resolution=args.resolution, proxy_resolution=args.proxy_resolution,
+        proxy_subset=args.proxy_subset, proxy_epochs=args.proxy_epochs, n_trials=args.n_trials,
+        timeout=args.timeout, seed=args.seed, sampler=args.sampler, pruner=args.pruner,
+        cost_window=args.cost_window, study=args.study, storage=args.storage,
+        runs_dir=args.runs_dir, space_path=args.space_path, quiet=args.quiet)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    result = run_search(config, jobs=args.jobs)
+    print_summary(result, config)
+    return 130 if result.interrupted else 0
+
+
+def print_summary(result: SearchResult, config: SearchConfig) -> None:
+    counts = result.counts
+    print(f"\nstudy {result.study_name}: {counts['complete']} complete "
+          f"({counts['reused']} reused), {counts['pruned']} pruned, {counts['failed']} failed, "
+          f"{counts['screened']} screened outside the target window; "
+          f"{result.wall_seconds:.0f} s wall time")
+    if result.best is None:
+        print("no trial completed yet; run the same command again to continue")
+        return
+    attrs = result.best.user_attrs
+    genome = Genome.from_dict(attrs["genome"])
+    unit = "multiply-adds" if config.metric == "flops" else config.metric
+    print(f"best: trial {result.best.number}, reward {attrs['reward']:.4f}, "
+          f"{'accuracy' if config.evaluator == 'proxy-train' else config.evaluator + ' score'} "
+          f"{attrs['accuracy']:.4f}")
+    print(f"costs at the deployment resolution {genome.resolution} px: multiply-adds "
+          f"{attrs['flops']:,} ({format_count(attrs['flops'])}), parameters {attrs['params']:,}, "
+          f"activations {attrs['activations']:,}; target {format_count(config.target)} {unit}, "
+          f"{100 * (attrs['cost'] / config.target - 1):+.1f}%")
+    print(genome_table(genome))
+    if result.pareto:
+        print(f"\nPareto front ({len(result.pareto)} trials, accuracy vs {unit}):")
+        for trial in result.pareto:
+            print(f"  trial {trial.number:4d}  {format_count(trial.user_attrs['cost']):>8}  "
+                  f"accuracy {trial.user_attrs['accuracy']:.4f}")
+        print(f"written: {result.run_dir / 'pareto.json'}")
+    best_path = result.run_dir / "best.json"
+    print(f"\nwritten: {best_path}, {result.run_dir / 'trials.csv'}")
+    print(f"next: nas scale --genome {best_path} --phi 0..7")

@@ -1,0 +1,507 @@
+"""Image classification data as compact uint8 tensors, decoded once per process.
+
+Datasets (nothing is downloaded):
+
+- ``fashion-mnist``: the four standard IDX files (Xiao, Rasul & Vollgraf 2017), 60,000
+  training and 10,000 test images, 28 x 28 grey. Debian's ``dataset-fashion-mnist``
+  installs them in ``/usr/share/datasets/fashion-mnist``.
+- ``cifar10`` / ``cifar100``: the "python version" folders (``cifar-10-batches-py`` with
+  ``data_batch_1..5``, ``test_batch`` and ``batches.meta``; ``cifar-100-python`` with
+  ``train``, ``test`` and ``meta``), read with an unpickler that only admits numpy arrays.
+- ``imagefolder``: ``DIR/<class>/<image>`` (any format Pillow reads), or ``DIR/train/<class>/...``
+  plus ``DIR/test/<class>/...`` (or ``val``). Images are decoded with Pillow; a folder of
+  mixed sizes is resized (shorter side, then centre crop) to ``image_size``.
+
+Images stay ``uint8`` in ``(N, C, H, W)`` until :func:`preprocess` turns one batch into
+the network input (resize to the training resolution, scale, normalise). Batches are
+slices of a seeded permutation (:func:`batches`): no Python work per image.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import logging
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from space import NasError
+
+__all__ = ["DATASETS", "DEFAULT_DIRS", "DataError", "Split", "Normalization", "Dataset",
+           "load_dataset", "split_train_val", "take_subset", "batches", "preprocess",
+           "augment", "proxy_resolution"]
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagefolder")
+DEFAULT_DIRS = {
+    "fashion-mnist": Path("/usr/share/datasets/fashion-mnist"),
+    "cifar10": Path("/usr/share/datasets/cifar10"),
+    "cifar100": Path("/usr/share/datasets/cifar100"),
+}
+# Fashion-MNIST class names, in label order (Xiao et al. 2017, Table 1).
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm",
+                  ".pgm")
+# Side of the square an ImageFolder of mixed image sizes is resized to.
+DEFAULT_IMAGE_SIZE = 64
+
+
+class DataError(NasError):
+    """A dataset that is missing, malformed or asked for in an impossible way."""
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """Images ``uint8 (N, C, H, W)`` and their labels ``int64 (N,)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def select(self, index: torch.Tensor) -> "Split":
+        return Split(images=self.images[index], labels=self.labels[index])
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and standard deviation of the training pixels, in [0, 1] units."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Normalization":
+        return cls(mean=tuple(float(v) for v in data["mean"]),
+                   std=tuple(float(v) for v in data["std"]))
+
+    @classmethod
+    def of(cls, images: torch.Tensor) -> "Normalization":
+        """Statistics of a uint8 image tensor, computed in float64 chunks (exact, low memory)."""
+        channels = images.shape[1]
+        total = torch.zeros(channels, dtype=torch.float64)
+        squares = torch.zeros(channels, dtype=torch.float64)
+        for start in range(0, images.shape[0], 4096):
+            chunk = images[start:start + 4096].to(torch.float64) / 255.0
+            total += chunk.sum((0, 2, 3))
+            squares += chunk.square().sum((0, 2, 3))
+        count = images.shape[0] * images.shape[2] * images.shape[3]
+        mean = total / count
+        std = (squares / count - mean.square()).clamp_min(1e-12).sqrt()
+        return cls(mean=tuple(round(float(v), 6) for v in mean),
+                   std=tuple(round(float(v), 6) for v in std))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A decoded dataset. ``test`` may be empty (an ImageFolder without a test folder)."""
+
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+    class_names: tuple[str, ...]
+    normalization: Normalization
+    source: str
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_dataset(name: str = "fashion-mnist", data_dir: Union[str, os.PathLike, None] = None,
+                 *, image_size: Optional[int] = None) -> Dataset:
+    """Decode a dataset (``fashion-mnist``, ``cifar10``, ``cifar100`` or ``imagefolder``).
+
+    The result is cached per process by (name, resolved folder, image size), so every
+    evaluator and trainer in one process shares a single decoded copy."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if data_dir is None:
+        if name == "imagefolder":
+            raise DataError("--dataset imagefolder needs --data DIR (a folder of "
+                            "<class>/<image> files, or train/ and test/ folders of them)")
+        data_dir = DEFAULT_DIRS[name]
+    folder = Path(data_dir).expanduser().resolve()
+    if image_size is not None and not 8 <= image_size <= 1024:
+        raise DataError(f"image size {image_size} is out of range; expected 8 to 1024 pixels")
+    return _load_cached(name, str(folder), image_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, folder: str, image_size: Optional[int]) -> Dataset:
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(_missing_message(name, path))
+    if name == "fashion-mnist":
+        dataset = _load_fashion_mnist(path)
+    elif name in ("cifar10", "cifar100"):
+        dataset = _load_cifar(name, path)
+    else:
+        dataset = _load_image_folder(path, image_size)
+    log.info("loaded %s from %s: %d train, %d test, %d classes, %s", name, folder,
+             len(dataset.train), len(dataset.test), dataset.num_classes,
+             tuple(dataset.train.images.shape[1:]))
+    return dataset
+
+
+def _missing_message(name: str, path: Path) -> str:
+    if name == "fashion-mnist":
+        return (f"Fashion-MNIST not found in {path}: run `apt-get install -y "
+                "dataset-fashion-mnist`, or pass --data DIR with train-images-idx3-ubyte.gz "
+                "and the other three IDX files")
+    if name in ("cifar10", "cifar100"):
+        inner = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+        return (f"{name} not found in {path}: pass --data DIR pointing to the extracted "
+                f"'{inner}' folder of the python version")
+    return f"image folder {path} does not exist; pass --data DIR"
+
+
+def _finish(name: str, source: Path, train: Split, test: Split, class_names: Sequence[str]) -> Dataset:
+    if len(train) == 0:
+        raise DataError(f"{source}: the training split has no images")
+    num_classes = len(class_names)
+    for split_name, split in (("training", train), ("test", test)):
+        if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= num_classes):
+            raise DataError(f"{source}: {split_name} labels fall outside 0..{num_classes - 1}")
+    if len(test) and test.images.shape[1:] != train.images.shape[1:]:
+        raise DataError(f"{source}: test images are {tuple(test.images.shape[1:])}, training "
+                        f"images {tuple(train.images.shape[1:])}; they must match")
+    return Dataset(name=name, train=train, test=test, num_classes=num_classes,
+                   class_names=tuple(class_names), normalization=Normalization.of(train.images),
+                   source=str(source))
+
+
+# Fashion-MNIST ---------------------------------------------------------------------------
+
+_IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _read_idx(folder: Path, stem: str, dimensions: int) -> np.ndarray:
+    """An IDX file (``.gz`` or plain): magic ``0x0000080D`` with D dimensions of uint8."""
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            path = candidate
+            break
+    else:
+        raise DataError(f"{folder} lacks {stem}.gz; run `apt-get install -y "
+                        "dataset-fashion-mnist` or pass --data DIR with the four IDX files")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    if len(raw) < 4 + 4 * dimensions:
+        raise DataError(f"{path} is too short to be an IDX file")
+    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim != dimensions:
+        raise DataError(f"{path} is not an IDX file of uint8 with {dimensions} dimension(s) "
+                        f"(header {raw[:4].hex()})")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(shape)):
+        raise DataError(f"{path}: header says {shape} but holds {len(body)} bytes")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def _load_fashion_mnist(folder: Path) -> Dataset:
+    splits = {}
+    for split_name, (images_stem, labels_stem) in _IDX_FILES.items():
+        images = _read_idx(folder, images_stem, 3)
+        labels = _read_idx(folder, labels_stem, 1)
+        if images.shape[0] != labels.shape[0]:
+            raise DataError(f"{folder}: {images.shape[0]} {split_name} images but "
+                            f"{labels.shape[0]} labels")
+        splits[split_name] = Split(images=torch.from_numpy(images.copy()).unsqueeze(1),
+                                   labels=torch.from_numpy(labels.astype(np.int64)))
+    return _finish("fashion-mnist", folder, splits["train"], splits["test"],
+                   FASHION_MNIST_CLASSES)
+
+
+# CIFAR ------------------------------------------------------------------------------------
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles the CIFAR dicts (lists, bytes, numpy arrays) and refuses anything else,
+    so a tampered file cannot run code."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if name == "encode":
+            import codecs
+            return codecs.encode
+        if name == "_reconstruct":
+            return _numpy_reconstruct()
+        return getattr(np, name)
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with path.open("rb") as stream:
+            data = _ArrayUnpickler(stream, encoding="bytes").load()
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; is {path.parent} an extracted CIFAR python "
+                        "folder?") from None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError,
+            AttributeError, IndexError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} does not hold a CIFAR dict")
+    return {key.decode("latin1") if isinstance(key, bytes) else key: value
+            for key, value in data.items()}
+
+
+def _cifar_split(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    batch = _unpickle(path)
+    if "data" not in batch or label_key not in batch:
+        raise DataError(f"{path} lacks 'data' or '{label_key}'")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch[label_key], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 "
+                        "(N, 3072) rows of 32 x 32 RGB")
+    if labels.shape != (data.shape[0],):
+        raise DataError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar(name: str, folder: Path) -> Dataset:
+    inner = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+    if (folder / inner).is_dir():
+        folder = folder / inner
+    if name == "cifar10":
+        label_key, meta_file, names_key = "labels", "batches.meta", "label_names"
+        train_files = [folder / f"data_batch_{i}" for i in range(1, 6)]
+        test_file = folder / "test_batch"
+    else:
+        label_key, meta_file, names_key = "fine_labels", "meta", "fine_label_names"
+        train_files, test_file = [folder / "train"], folder / "test"
+    if not all(path.is_file() for path in train_files):
+        raise DataError(_missing_message(name, folder))
+    parts = [_cifar_split(path, label_key) for path in train_files]
+    train = Split(images=torch.from_numpy(np.concatenate([p[0] for p in parts])),
+                  labels=torch.from_numpy(np.concatenate([p[1] for p in parts])))
+    test_images, test_labels = _cifar_split(test_file, label_key)
+    test = Split(images=torch.from_numpy(test_images), labels=torch.from_numpy(test_labels))
+    meta = _unpickle(folder / meta_file)
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get(names_key, [])]
+    expected = 10 if name == "cifar10" else 100
+    if len(names) != expected:
+        raise DataError(f"{folder / meta_file}: '{names_key}' has {len(names)} names, "
+                        f"expected {expected}")
+    return _finish(name, folder, train, test, names)
+
+
+# ImageFolder -----------------------------------------------------------------------------
+
+
+def _load_image_folder(folder: Path, image_size: Optional[int]) -> Dataset:
+    try:
+        from PIL import Image  # noqa: F401  (imported here: only image folders need Pillow)
+    except ImportError:
+        raise DataError("reading an image folder needs Pillow: pip install pillow") from None
+    test_root = next((folder / sub for sub in ("test", "val") if (folder / sub).is_dir()), None)
+    train_root = folder / "train" if (folder / "train").is_dir() and test_root else folder
+    class_names = _class_folders(train_root)
+    train_files = _image_files(train_root, class_names)
+    test_files = _image_files(test_root, class_names) if test_root else []
+    size = image_size or _common_size([path for path, _ in train_files + test_files])
+    channels = 1 if all(_is_grey(path) for path, _ in train_files[:64]) else 3
+    train = _decode_images(train_files, size, channels)
+    test = (_decode_images(test_files, size, channels) if test_files
+            else Split(images=torch.empty((0, channels, size, size), dtype=torch.uint8),
+                       labels=torch.empty(0, dtype=torch.int64)))
+    return _finish("imagefolder", folder, train, test, class_names)
+
+
+def _class_folders(root: Path) -> list[str]:
+    classes = sorted(entry.name for entry in root.iterdir()
+                     if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise DataError(f"{root} has no class folders; expected {root}/<class>/<image>.png "
+                        "(or train/ and test/ folders of those)")
+    return classes
+
+
+def _image_files(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int]]:
+    found = sorted(entry.name for entry in root.iterdir() if entry.is_dir()
+                   and not entry.name.startswith("."))
+    if found != list(class_names):
+        raise DataError(f"{root} has class folders {found}, but the training folder has "
+                        f"{list(class_names)}; they must match")
+    files = []
+    for label, name in enumerate(class_names):
+        images = sorted(path for path in (root / name).iterdir()
+                        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+        files.extend((path, label) for path in images)
+    if not files:
+        raise DataError(f"{root} has class folders but no images "
+                        f"({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _open_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"cannot decode image {path}: {error}") from None
+    return image
+
+
+def _is_grey(path: Path) -> bool:
+    return _open_image(path).mode in ("1", "L", "LA", "I", "I;16", "F")
+
+
+def _common_size(paths: Sequence[Path]) -> int:
+    """The side of square images that all share it; otherwise the default cache size."""
+    from PIL import Image
+
+    sizes = set()
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.add(image.size)
+        except OSError as error:
+            raise DataError(f"cannot decode image {path}: {error}") from None
+        if len(sizes) > 1:
+            return DEFAULT_IMAGE_SIZE
+    width, height = sizes.pop()
+    return width if width == height else DEFAULT_IMAGE_SIZE
+
+
+def _decode_images(files: Sequence[tuple[Path, int]], size: int, channels: int) -> Split:
+    from PIL import Image
+
+    images = np.empty((len(files), size, size, channels), dtype=np.uint8)
+    for index, (path, _) in enumerate(files):
+        image = _open_image(path).convert("L" if channels == 1 else "RGB")
+        if image.size != (size, size):
+            scale = size / min(image.size)
+            width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            image = image.resize((width, height), Image.BILINEAR)
+            left, top = (width - size) // 2, (height - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+        images[index] = np.asarray(image).reshape(size, size, channels)
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return Split(images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels=labels)
+
+
+# -- splits and batches ---------------------------------------------------------------------
+
+
+def split_train_val(dataset: Dataset, val_size: int, seed: int) -> tuple[Split, Split]:
+    """Carve a seeded validation split of ``val_size`` images out of the training set.
+
+    The same (dataset, size, seed) always gives the same split; the test set is never
+    touched. ``val_size`` 0 returns the whole training set and an empty validation split."""
+    total = len(dataset.train)
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < total:
+        raise DataError(f"validation size {val_size!r} is out of range: the {dataset.name} "
+                        f"training set has {total} images; use 0 to {total - 1}")
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    return dataset.train.select(order[val_size:].sort().values), dataset.train.select(
+        order[:val_size].sort().values)
+
+
+def take_subset(split: Split, size: Optional[int], seed: int) -> Split:
+    """A seeded random ``size`` images of ``split`` (all of it when ``size`` is None or
+    not smaller)."""
+    if size is None or size >= len(split):
+        return split
+    if size < 1:
+        raise DataError(f"subset size {size} must be at least 1")
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))
+    return split.select(order[:size].sort().values)
+
+
+def batches(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0,
+            drop_last: bool = False, rank: int = 0,
+            world_size: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(uint8 images, labels)`` batches as tensor slices of one permutation.
+
+    With ``world_size`` > 1 each rank takes every ``world_size``-th image of the same
+    permutation, cut to an equal count on every rank (DistributedDataParallel needs the
+    same number of steps everywhere)."""
+    total = len(split)
+    order = (torch.randperm(total, generator=torch.Generator().manual_seed(seed)) if shuffle
+             else torch.arange(total))
+    if world_size > 1:
+        order = order[: total - total % world_size][rank::world_size]
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    for start in range(0, stop, batch_size):
+        index = order[start:start + batch_size]
+        yield split.images[index], split.labels[index]
+
+
+def proxy_resolution(resolution: int, multiplier: float) -> int:
+    """The training resolution of a genome on a small-image dataset: the proxy resolution
+    times the genome's resolution multiplier, rounded (never below 8 pixels)."""
+    return max(8, int(round(resolution * multiplier)))
+
+
+def augment(images: torch.Tensor, *, padding: int = 4,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip of a whole uint8 batch
+    (the standard light CIFAR augmentation), by tensor indexing."""
+    count, channels, height, width = images.shape
+    padded = F.pad(images, (padding, padding, padding, padding))
+    shift = torch.randint(0, 2 * padding + 1, (2, count), generator=generator)
+    rows = (shift[0][:, None] + torch.arange(height))[:, None, :, None]
+    cols = (shift[1][:, None] + torch.arange(width))[:, None, None, :]
+    flip = torch.rand(count, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    batch = torch.arange(count)[:, None, None, None]
+    channel = torch.arange(channels)[None, :, None, None]
+    return padded[batch, channel, rows.to(images.device), cols.to(images.device)]
+
+
+def preprocess(images: torch.Tensor, resolution: int, normalization: Normalization, *,
+               channels_last: bool = False) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> float32 network input at ``resolution`` x ``resolution``,
+    normalised with the training set's per-channel mean and std (on the images' device)."""
+    batch = images.to(torch.float32).div_(255.0)
+    if batch.shape[-2:] != (resolution, resolution):
+        batch = F.interpolate(batch, size=(resolution, resolution), mode="bilinear",
+                              align_corners=False, antialias=resolution < batch.shape[-1])
+    mean = torch.tensor(normalization.mean, device=batch.device).view(1, -1, 1, 1)
+    std = torch.tensor(normalization.std, device=batch.device).view(1, -1, 1, 1)
+    batch = (batch - mean) / std
+    if channels_last:
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch

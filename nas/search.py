@@ -1,0 +1,540 @@
+"""The search: Optuna trials over a :class:`~space.SearchSpace`, scored by the MnasNet reward.
+
+One trial: sample a genome, cost it analytically at the *deployment* resolution (the
+reward's multiply-adds), screen it against the target window without training, reuse the
+result of an identical genome evaluated before, otherwise evaluate it (proxy training at
+the *proxy* resolution, or a zero-cost proxy) and record everything on the trial where
+optuna-dashboard shows it.
+
+``n_trials`` is the study's total budget, shared by every worker on the same storage: the
+trials that evaluated something (complete, pruned by the pruner, failed by their own
+evaluation) plus those running now. Screened trials, and trials of workers that died, do
+not count; a dead worker's trial is re-queued and run again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tqdm import tqdm
+
+from space import Genome, SearchSpace, SpaceError, cost
+
+from . import dashboard
+from .common import UsageError, atomic_write_json, atomic_write_text, check_writable_dir, format_count
+from .evaluators import EVALUATORS, PROXY_DEFAULTS, EvaluationFailed, make_evaluator
+from .latency import measure_latency
+from .reward import RewardSpec, reward
+from .storage import StorageError, default_storage_url, fail_dead_local_workers, mask_url, open_storage, worker_id
+
+__all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
+           "default_study_name", "budget_used", "write_outputs"]
+
+log = logging.getLogger(__name__)
+
+METRICS = ("flops", "params", "activations", "latency")
+SAMPLERS = ("tpe", "random", "nsga2")
+PRUNERS = ("median", "hyperband", "none")
+# Give up when this many genomes in a row fall outside the target window: the space and
+# the target do not fit together.
+MAX_CONSECUTIVE_SCREENED = 2000
+
+# Study attributes that must match when a study is resumed: changing any of them would
+# mix incomparable scores in one study.
+_IDENTITY_ATTRS = ("target", "metric", "alpha", "beta", "objective", "evaluator", "dataset",
+                   "resolution", "proxy_resolution", "proxy_subset", "proxy_epochs")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    target: float  # in the metric's unit; multiply-adds for "flops"
+    metric: str = "flops"
+    alpha: float = -0.07  # reward exponent at or below the target (MnasNet soft constraint)
+    beta: float = -0.07  # reward exponent above the target
+    objective: str = "single"  # "single": maximise the reward; "multi": (accuracy, cost) Pareto
+    evaluator: str = "proxy-train"
+    dataset: str = "fashion-mnist"
+    data_dir: Optional[str] = None
+    resolution: Optional[int] = None  # deployment resolution of the costs; None: the space's
+    proxy_resolution: int = PROXY_DEFAULTS["resolution"]
+    proxy_subset: int = PROXY_DEFAULTS["subset"]
+    proxy_epochs: int = PROXY_DEFAULTS["epochs"]
+    n_trials: int = 16  # total for the study, over all workers and restarts
+    timeout: Optional[float] = None  # seconds for this process
+    seed: int = 0
+    sampler: Optional[str] = None  # None: TPE for one objective, NSGA-II for the Pareto search
+    pruner: str = "median"
+    cost_window: float = 0.1  # evaluate only genomes within target x (1 +- window); 0: all
+    study: Optional[str] = None
+    storage: Optional[str] = None
+    runs_dir: str = "runs"
+    space_path: Optional[str] = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sampler is None:
+            object.__setattr__(self, "sampler", "nsga2" if self.objective == "multi" else "tpe")
+        checks = [
+            (self.metric in METRICS, f"--metric must be one of {', '.join(METRICS)}"),
+            (self.evaluator in EVALUATORS, f"unknown evaluator {self.evaluator!r}; choose one "
+                                           f"of {', '.join(EVALUATORS)}"),
+            (self.sampler is None or self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}"),
+            (self.pruner in PRUNERS, f"--pruner must be one of {', '.join(PRUNERS)}"),
+            (self.objective in ("single", "multi"), "--objective must be single or multi"),
+            (math.isfinite(self.target) and self.target > 0, "the target must be positive"),
+            (self.n_trials >= 1, "--n-trials must be at least 1"),
+            (0 <= self.cost_window < 1, "--cost-window must be in [0, 1)"),
+            (self.timeout is None or self.timeout > 0, "--timeout must be positive"),
+            (all(math.isfinite(x) and abs(x) <= 10 for x in (self.alpha, self.beta)),
+             "--alpha/--beta must be finite numbers in [-10, 10]"),
+            (self.proxy_resolution >= 8 and self.proxy_subset >= 10 and self.proxy_epochs >= 1,
+             "--proxy-resolution must be >= 8, --proxy-subset >= 10, --proxy-epochs >= 1"),
+            (self.resolution is None or 8 <= self.resolution <= 4096,
+             "--resolution must be in [8, 4096]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(message)
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    run_dir: Path
+    best: Optional[FrozenTrial]
+    pareto: list[FrozenTrial] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+
+
+def default_study_name(config: SearchConfig) -> str:
+    """``fashion-mnist-400M-proxy-train``: the study a repeated command resumes."""
+    parts = [config.dataset, format_count(config.target).replace(".0", "")]
+    if config.metric != "flops":
+        parts.append(config.metric)
+    parts.append(config.evaluator)
+    if config.objective == "multi":
+        parts.append("pareto")
+    return "-".join(parts)
+
+
+def _genome_digest(genome: Genome) -> str:
+    return hashlib.sha1(genome.key().encode()).hexdigest()[:16]
+
+
+def _counts_against_budget(trial: FrozenTrial) -> bool:
+    if trial.state == TrialState.COMPLETE:
+        return True
+    if trial.state in (TrialState.PRUNED, TrialState.RUNNING):
+        return "screened" not in trial.user_attrs and "over_budget" not in trial.user_attrs
+    return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+
+
+def budget_used(trials: list[FrozenTrial]) -> int:
+    """Trials that count against ``n_trials`` (see the module docstring)."""
+    return sum(_counts_against_budget(trial) for trial in trials)
+
+
+def _make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # constant_liar keeps parallel workers from proposing the same genome at once.
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
+                                      n_startup_trials=min(10, max(4, config.n_trials // 3)))
+
+
+def _make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "none" or config.evaluator != "proxy-train" or config.objective == "multi":
+        return optuna.pruners.NopPruner()
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.proxy_epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+
+
+def _check_space_fits(space: SearchSpace, config: SearchConfig, metric_of) -> None:
+    if config.metric == "latency" or config.objective == "multi":
+        return
+    lowest, highest = metric_of(space.smallest()), metric_of(space.largest())
+    window_low = config.target * (1 - config.cost_window)
+    window_high = config.target * (1 + config.cost_window) if config.cost_window else math.inf
+    if lowest > window_high:
+        raise SpaceError(f"every genome of the space exceeds the target: the smallest has "
+                         f"{format_count(lowest)} {config.metric}, above "
+                         f"{format_count(window_high)}; raise --target-flops or shrink the space")
+    if config.cost_window and highest < window_low:
+        raise SpaceError(f"every genome of the space is below the target window: the largest "
+                         f"has {format_count(highest)} {config.metric}, below "
+                         f"{format_count(window_low)}; lower the target or use --cost-window 0")
+
+
+class _Search:
+    """State of one worker's search; :func:`run_search` is the public entry."""
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.config = config
+        if not log.isEnabledFor(logging.INFO):
+            # Optuna logs every trial at INFO; the progress bar and summary say it better.
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.space = (SearchSpace.from_file(config.space_path) if config.space_path
+                      else SearchSpace.default())
+        self.resolution = config.resolution or self.space.resolution
+        self.study_name = config.study or default_study_name(config)
+        if not self.study_name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise UsageError(f"--study {self.study_name!r} may use letters, digits, '-', '_' "
+                             "and '.' only (it names a folder)")
+        self.run_dir = Path(config.runs_dir) / self.study_name
+        self.reward_spec = RewardSpec(config.target, config.alpha, config.beta)
+        self.evaluator = make_evaluator(
+            config.evaluator, dataset=config.dataset, data_dir=config.data_dir,
+            resolution=config.proxy_resolution, subset=config.proxy_subset,
+            epochs=config.proxy_epochs, seed=config.seed, quiet=True)
+        _check_space_fits(self.space, config, self._metric_of)
+        check_writable_dir(self.run_dir, "run folder")
+        self.storage_url = config.storage or default_storage_url(self.run_dir)
+        self.study = self._open_study()
+        self.artifacts = dashboard.artifact_store_for(self.run_dir)
+        self.digests: dict[str, FrozenTrial] = {}
+        self.screened_in_a_row = 0
+        self.best_reward = -math.inf
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def _identity(self) -> dict[str, Any]:
+        c = self.config
+        return {"target": c.target, "metric": c.metric, "alpha": c.alpha, "beta": c.beta,
+                "objective": c.objective, "evaluator": c.evaluator, "dataset": c.dataset,
+                "resolution": self.resolution, "proxy_resolution": c.proxy_resolution,
+                "proxy_subset": c.proxy_subset, "proxy_epochs": c.proxy_epochs}
+
+    def _open_study(self) -> optuna.Study:
+        storage = open_storage(self.storage_url)
+        directions = (["maximize", "minimize"] if self.config.objective == "multi"
+                      else ["maximize"])
+        try:
+            existing = optuna.load_study(study_name=self.study_name, storage=storage)
+        except KeyError:
+            existing = None
+        except Exception as error:  # driver errors while reading
+            raise StorageError(f"cannot read study {self.study_name!r} from "
+                               f"{mask_url(self.storage_url)}: {mask_url(error)}") from None
+        if existing is not None:
+            recorded = existing.user_attrs
+            for key in _IDENTITY_ATTRS:
+                if key in recorded and recorded[key] != self._identity()[key]:
+                    raise UsageError(
+                        f"study {self.study_name!r} was made with {key}={recorded[key]!r}, this "
+                        f"run asks {key}={self._identity()[key]!r}; pass another --study to "
+                        "start a new study")
+            trials_before = len(existing.get_trials(deepcopy=False))
+        else:
+            trials_before = 0
+        # A resumed or parallel worker must not replay the sampler's random sequence of the
+        # first run, or its proposals would all be duplicates.
+        seed = self.config.seed + 7919 * trials_before
+        if self.config.storage:
+            seed ^= int(hashlib.sha1(worker_id().encode()).hexdigest()[:8], 16)
+        try:
+            study = optuna.create_study(
+                study_name=self.study_name, storage=storage, load_if_exists=True,
+                directions=directions, sampler=_make_sampler(self.config, seed),
+                pruner=_make_pruner(self.config))
+        except ValueError as error:
+            raise UsageError(f"study {self.study_name!r}: {error}") from None
+        if existing is None:
+            for key, value in {**self._identity(), "num_classes": self.evaluator.num_classes,
+                               "in_channels": self.evaluator.in_channels,
+                               "space": str(self.space.source),
+                               "storage": mask_url(self.storage_url)}.items():
+                study.set_user_attr(key, value)
+        return study
+
+    def _metric_of(self, genome: Genome) -> float:
+        if self.config.metric == "latency":
+            return measure_latency(genome, resolution=self.resolution,
+                                   num_classes=self.evaluator.num_classes,
+                                   in_channels=self.evaluator.in_channels)
+        return getattr(self._cost(genome), self.config.metric)
+
+    def _cost(self, genome: Genome):
+        return cost(genome, self.resolution, self.evaluator.num_classes,
+                    self.evaluator.in_channels)
+
+    # -- one trial ------------------------------------------------------------------------
+
+    def _objective(self, trial: optuna.Trial):
+        config = self.config
+        genome = self.space.sample(trial, name=f"{self.study_name}-trial{trial.number}")
+        costs = self._cost(genome)
+        value = (self._metric_of(genome) if config.metric == "latency"
+                 else getattr(costs, config.metric))
+        digest = _genome_digest(genome)
+        for key, item in {"worker": worker_id(), "genome": genome.to_dict(), "digest": digest,
+                          "flops": costs.flops, "params": costs.params,
+                          "activations": costs.activations, "cost": value,
+                          "evaluator": config.evaluator}.items():
+            trial.set_user_attr(key, item)
+        if config.objective == "single" and config.cost_window:
+            low, high = config.target * (1 - config.cost_window), config.target * (1 + config.cost_window)
+            if not low <= value <= high:
+                reason = (f"{config.metric} {format_count(value)} outside the target window "
+                          f"{format_count(low)}..{format_count(high)}; not evaluated")
+                trial.set_user_attr("screened", reason)
+                raise optuna.TrialPruned(reason)
+        self.screened_in_a_row = 0
+        self._claim_budget(trial)
+        started = time.perf_counter()
+        previous = self.digests.get(digest)
+        if previous is not None:
+            accuracy = previous.user_attrs["accuracy"]
+            trial.set_user_attr("reused_from", previous.number)
+        else:
+            try:
+                accuracy = self.evaluator.evaluate(genome, on_epoch=self._pruning_callback(trial))
+            except EvaluationFailed as error:
+                trial.set_user_attr("fail_reason", str(error))
+                raise
+        score = reward(accuracy, value, self.reward_spec)
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("reward", score)
+        trial.set_user_attr("eval_seconds", round(time.perf_counter() - started, 3))
+        optuna_dashboard_note(trial, dashboard.trial_note(
+            genome, costs, accuracy=accuracy, reward=score, resolution=self.resolution))
+        dashboard.attach_trial_artifacts(self.study, trial._trial_id, genome, self.artifacts)
+        if config.objective == "multi":
+            return accuracy, value
+        return score
+
+    def _claim_budget(self, trial: optuna.Trial) -> None:
+        """Evaluate only if this trial is among the first ``n_trials`` that count.
+
+        Workers check the budget before asking for a trial, but several can pass that check
+        at once; trial numbers are handed out atomically by the storage, so letting the
+        lower numbers win makes the total exact without a lock."""
+        counted = sorted(t.number for t in self.study.get_trials(deepcopy=False)
+                         if _counts_against_budget(t) or t.number == trial.number)
+        if trial.number not in counted[: self.config.n_trials]:
+            trial.set_user_attr("over_budget", True)
+            raise optuna.TrialPruned("the study's trial budget was reached by other workers")
+
+    def _pruning_callback(self, trial: optuna.Trial) -> Optional[Callable[[int, float], None]]:
+        if self.config.objective == "multi":
+            return None  # Optuna prunes single-objective studies only
+
+        def on_epoch(epoch: int, val_accuracy: float) -> None:
+            trial.report(val_accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"validation accuracy {val_accuracy:.4f} at epoch "
+                                         f"{epoch} below the pruner's bar")
+
+        return on_epoch
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _refresh(self) -> int:
+        trials = self.study.get_trials(deepcopy=False)
+        for trial in trials:
+            if trial.state == TrialState.COMPLETE and "digest" in trial.user_attrs \
+                    and "reused_from" not in trial.user_attrs:
+                self.digests.setdefault(trial.user_attrs["digest"], trial)
+            if trial.state == TrialState.COMPLETE and "reward" in trial.user_attrs:
+                self.best_reward = max(self.best_reward, trial.user_attrs["reward"])
+        return budget_used(trials)
+
+    def run(self) -> SearchResult:
+        config = self.config
+        started = time.monotonic()
+        revived = fail_dead_local_workers(self.study)
+        if revived:
+            log.warning("re-queued trial(s) %s of a search that was killed", revived)
+        used = self._refresh()
+        interrupted = False
+        progress = tqdm(total=config.n_trials, initial=min(used, config.n_trials), unit="trial",
+                        desc=f"search {self.study_name}", disable=config.quiet, dynamic_ncols=True)
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            while used < config.n_trials:
+                if config.timeout and time.monotonic() - started > config.timeout:
+                    break
+                self.study.optimize(self._objective, n_trials=1, catch=(EvaluationFailed,),
+                                    gc_after_trial=False, show_progress_bar=False)
+                trial = _last_trial_of_this_worker(self.study)
+                if trial is not None and "screened" in trial.user_attrs:
+                    self.screened_in_a_row += 1
+                    if self.screened_in_a_row >= MAX_CONSECUTIVE_SCREENED:
+                        raise SpaceError(
+                            f"{MAX_CONSECUTIVE_SCREENED} genomes in a row fell outside the "
+                            "target window; widen --cost-window or change the target")
+                    if self.screened_in_a_row % 20:
+                        continue  # the budget only moves when others finish: look now and then
+                new_used = self._refresh()
+                progress.update(max(0, min(new_used, config.n_trials) - progress.n))
+                used = new_used
+                if trial is not None:
+                    self._report_trial(trial, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+            progress.write("interrupted: writing what the study holds so far")
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+            progress.close()
+        result = write_outputs(self.study, self.run_dir)
+        result.wall_seconds = time.monotonic() - started
+        result.interrupted = interrupted
+        return result
+
+    def _report_trial(self, trial: FrozenTrial, progress: tqdm) -> None:
+        attrs = trial.user_attrs
+        if trial.state == TrialState.FAIL:
+            progress.write(f"trial {trial.number} failed: {attrs.get('fail_reason', 'no reason')}")
+        postfix = {"best_reward": f"{self.best_reward:.4f}" if self.best_reward > -math.inf else "-"}
+        if "accuracy" in attrs:
+            postfix["last_acc"] = f"{attrs['accuracy']:.4f}"
+        if "flops" in attrs:
+            postfix["last_madds"] = format_count(attrs["flops"])
+        if attrs.get("eval_seconds"):
+            postfix["last_s"] = f"{attrs['eval_seconds']:.0f}"
+        progress.set_postfix(postfix, refresh=True)
+
+
+def optuna_dashboard_note(trial: optuna.Trial, text: str) -> None:
+    """Store the per-trial note where optuna-dashboard shows it."""
+    from optuna_dashboard import save_note  # imported late: it pulls in a web framework
+
+    save_note(trial, text)
+
+
+def _last_trial_of_this_worker(study: optuna.Study) -> Optional[FrozenTrial]:
+    me = worker_id()
+    for trial in reversed(study.get_trials(deepcopy=False)):
+        if trial.user_attrs.get("worker") == me and trial.state.is_finished():
+            return trial
+    return None
+
+
+def _raise_keyboard_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+# -- outputs ----------------------------------------------------------------------------
+
+_CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "activations",
+                "cost", "eval_seconds", "duration_s", "reused_from", "note", "genome")
+
+
+def _csv_row(trial: FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    note = attrs.get("screened") or attrs.get("fail_reason") or ""
+    if attrs.get("over_budget"):
+        note = "budget reached by other workers; not evaluated"
+    if trial.state == TrialState.FAIL and not note:
+        note = "worker died; re-queued"
+    duration = trial.duration.total_seconds() if trial.duration else ""
+    return {"number": trial.number, "state": trial.state.name,
+            **{key: attrs.get(key, "") for key in ("reward", "accuracy", "flops", "params",
+                                                    "activations", "cost", "eval_seconds",
+                                                    "reused_from")},
+            "duration_s": duration, "note": note,
+            "genome": json.dumps(attrs["genome"], separators=(",", ":")) if "genome" in attrs else ""}
+
+
+def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
+    """``best.json``, ``trials.csv`` (and ``pareto.json`` for a multi-objective study),
+    each written atomically."""
+    trials = study.get_trials(deepcopy=False)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(_csv_row(trial) for trial in trials)
+    atomic_write_text(run_dir / "trials.csv", buffer.getvalue())
+    counts = {state: 0 for state in ("complete", "pruned", "screened", "failed", "running",
+                                     "reused", "over_budget")}
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:
+            kind = next((k for k in ("screened", "over_budget") if k in trial.user_attrs), "pruned")
+            counts[kind] += 1
+        elif trial.state == TrialState.COMPLETE:
+            counts["complete"] += 1
+            counts["reused"] += "reused_from" in trial.user_attrs
+        elif trial.state == TrialState.FAIL:
+            counts["failed"] += 1
+        elif trial.state == TrialState.RUNNING:
+            counts["running"] += 1
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and "reward" in t.user_attrs]
+    result = SearchResult(study_name=study.study_name, run_dir=run_dir, best=None, counts=counts)
+    if not complete:
+        return result
+    if len(study.directions) > 1:
+        result.pareto = sorted(study.best_trials, key=lambda t: t.user_attrs["cost"])
+        atomic_write_json(run_dir / "pareto.json", {"members": [
+            {"number": t.number, "accuracy": t.user_attrs["accuracy"], "cost": t.user_attrs["cost"],
+             "flops": t.user_attrs["flops"], "reward": t.user_attrs["reward"],
+             "genome": t.user_attrs["genome"]} for t in result.pareto]})
+        candidates = result.pareto  # best.json: the front member the reward prefers
+    else:
+        candidates = complete
+    result.best = max(candidates, key=lambda t: t.user_attrs["reward"])
+    best_genome = Genome.from_dict(result.best.user_attrs["genome"])
+    atomic_write_text(run_dir / "best.json", best_genome.to_json() + "\n")
+    return result
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def _worker(config: SearchConfig, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _Search(config).run()
+
+
+def run_search(config: SearchConfig, *, jobs: int = 1) -> SearchResult:
+    """Run (or resume) the search; with ``jobs > 1``, ``jobs - 1`` more worker processes
+    share the study through its storage, each with a share of the CPU threads."""
+    search = _Search(config)
+    if jobs <= 1:
+        return search.run()
+    import multiprocessing
+    import os
+
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    torch.set_num_threads(threads)
+    shared = dataclasses.replace(config, storage=search.storage_url, study=search.study_name,
+                                 quiet=True)
+    context = multiprocessing.get_context("spawn")
+    helpers = [context.Process(target=_worker, args=(shared, threads), daemon=True)
+               for _ in range(jobs - 1)]
+    for helper in helpers:
+        helper.start()
+    try:
+        result = search.run()
+    except BaseException:
+        for helper in helpers:
+            helper.terminate()
+        raise
+    for helper in helpers:
+        if result.interrupted:
+            helper.terminate()
+        helper.join()
+    # The other workers may have finished trials after this one wrote its outputs.
+    final = write_outputs(search.study, search.run_dir)
+    final.wall_seconds, final.interrupted = result.wall_seconds, result.interrupted
+    return final

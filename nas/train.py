@@ -1,0 +1,391 @@
+"""The one trainer: short proxy runs during the search and full training (`nas train`).
+
+The same loop runs on a CPU and on a GPU (CUDA adds mixed precision); under ``torchrun``
+it runs DistributedDataParallel. Batches are uint8 tensor slices turned into network
+input on the training device (:func:`nas.data.preprocess`), in ``channels_last`` memory
+format, which makes depthwise convolutions several times faster on a CPU (measured in
+``benchmarks/bench_throughput.py``).
+
+Reproducible: the data order of epoch ``e`` is a permutation seeded by ``seed + e``, the
+augmentation and dropout generators are seeded per epoch and rank, so a resumed run
+follows the same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import Normalization, Split, augment, batches, preprocess
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged",
+           "Distributed", "fit", "evaluate_accuracy", "learning_rate", "configure_threads",
+           "default_device", "state_digest"]
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine")
+# Peak learning rates at the default batch of 256 (scaled linearly with the batch for
+# SGD, Goyal et al. 2017; by its square root for AdamW). AdamW's was picked by
+# benchmarks/bench_proxy.py; SGD's is the usual 0.1 per 256 images.
+_BASE_LR = {"adamw": 4e-3, "sgd": 0.1}
+_BASE_BATCH = 256
+_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-5}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says when."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run. ``batch_size`` is the global batch (split across
+    DistributedDataParallel ranks); ``resolution`` is the input size in pixels."""
+
+    epochs: int = 3
+    batch_size: int = 256
+    optimizer: str = "adamw"
+    lr: Optional[float] = None  # None: the optimizer's default for this batch size
+    weight_decay: Optional[float] = None  # None: 0.05 (AdamW) or 5e-5 (SGD)
+    schedule: str = "onecycle"  # one-cycle (Smith & Topin 2019) or warm-up + cosine
+    warmup_epochs: float = 1.0  # linear warm-up of the "cosine" schedule
+    label_smoothing: float = 0.1
+    augment: bool = False  # random crop (4 px padding) + horizontal flip
+    resolution: int = 32
+    channels_last: bool = True
+    amp: bool = True  # mixed precision; takes effect on CUDA only
+    seed: int = 0
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r}: choose one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r}: choose one of {SCHEDULES}")
+        if self.epochs < 1 or self.batch_size < 2 or self.resolution < 8:
+            raise ValueError("epochs >= 1, batch_size >= 2 and resolution >= 8 are required")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing {self.label_smoothing} must be in [0, 1)")
+
+    @property
+    def peak_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        ratio = self.batch_size / _BASE_BATCH
+        return _BASE_LR[self.optimizer] * (ratio if self.optimizer == "sgd" else math.sqrt(ratio))
+
+    @property
+    def decay(self) -> float:
+        return _WEIGHT_DECAY[self.optimizer] if self.weight_decay is None else self.weight_decay
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "lr": self.peak_lr, "weight_decay": self.decay}
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a DistributedDataParallel group (from torchrun's variables)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+
+    @classmethod
+    def from_env(cls) -> Optional["Distributed"]:
+        """The group torchrun describes in the environment, or None for a single process."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return None
+        return cls(rank=int(os.environ["RANK"]), world_size=world,
+                   local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                   local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class TrainResult:
+    """What a run measured. ``history`` has one dict per epoch (1-based ``epoch``, train
+    loss and accuracy, validation accuracy or None, learning rate, seconds, images/s)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of this call (training and evaluation)
+    eval_key: str = "val_accuracy"
+
+    @property
+    def val_accuracy(self) -> Optional[float]:
+        """Accuracy on the evaluation split after the last epoch."""
+        return self.history[-1][self.eval_key] if self.history else None
+
+    @property
+    def images_per_second(self) -> float:
+        """Mean training throughput over the epochs of this run (evaluation excluded)."""
+        timed = [h for h in self.history if h["train_seconds"] > 0]
+        images = sum(h["train_images"] for h in timed)
+        seconds = sum(h["train_seconds"] for h in timed)
+        return images / seconds if seconds else 0.0
+
+
+def configure_threads(local_world_size: int = 1) -> int:
+    """Give each local process an equal share of this machine's usable cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    threads = max(1, cores // max(1, local_world_size))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def learning_rate(step: int, total_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:
+    """The learning rate before optimizer step ``step`` (0-based) of ``total_steps``.
+
+    ``onecycle``: cosine rise from peak/25 to the peak over the first 25% of the steps,
+    then cosine decay to peak/2500 (Smith & Topin 2019, torch's OneCycleLR shape).
+    ``cosine``: linear warm-up from 0 over ``warmup_epochs``, then cosine decay to 0."""
+    peak = config.peak_lr
+    progress = min(step, total_steps) / max(1, total_steps)
+    if config.schedule == "onecycle":
+        rise = 0.25
+        start, end = peak / 25.0, peak / 2500.0
+        if progress < rise:
+            return start + (peak - start) * (1 - math.cos(math.pi * progress / rise)) / 2
+        fall = (progress - rise) / (1 - rise)
+        return end + (peak - end) * (1 + math.cos(math.pi * fall)) / 2
+    warmup = min(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    fall = (step - warmup) / max(1, total_steps - warmup)
+    return peak * (1 + math.cos(math.pi * min(1.0, fall))) / 2
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation scales (1-D tensors)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    rest = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    groups = _parameter_groups(model, config.decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.peak_lr, momentum=0.9, nesterov=True)
+    # The fused kernel is the fastest AdamW on CUDA; foreach is on the CPU.
+    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=config.peak_lr, **fused)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if device.type == "cuda" and amp:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _all_reduce_sum(values: list[float], device: torch.device,
+                    distributed: Optional[Distributed]) -> list[float]:
+    if distributed is None:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor)
+    return tensor.tolist()
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, split: Split, *, resolution: int,
+                      normalization: Normalization, device: torch.device,
+                      batch_size: int = 1024, channels_last: bool = True, amp: bool = True,
+                      distributed: Optional[Distributed] = None) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` (eval mode) on ``split``; under DDP each rank
+    scores its share and the counts are summed."""
+    network = model.module if hasattr(model, "module") else model
+    was_training = network.training
+    network.eval()
+    rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
+    correct = 0.0
+    images_seen = 0.0
+    for images, labels in batches(split, batch_size, shuffle=False):
+        if world > 1:  # strided shares: every image is scored once over all ranks
+            images, labels = images[rank::world], labels[rank::world]
+        if len(labels) == 0:
+            continue
+        inputs = preprocess(images.to(device, non_blocking=True), resolution, normalization,
+                            channels_last=channels_last)
+        with _autocast(device, amp):
+            logits = network(inputs)
+        correct += float((logits.argmax(1).cpu() == labels).sum())
+        images_seen += len(labels)
+    network.train(was_training)
+    correct, images_seen = _all_reduce_sum([correct, images_seen], device, distributed)
+    return correct / images_seen if images_seen else 0.0
+
+
+def _average_buffers(model: nn.Module, distributed: Distributed) -> None:
+    """Average the batch-norm running statistics over the ranks: each rank updated them
+    on its own share of the last batches, and evaluation and checkpoints need one model."""
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            torch.distributed.all_reduce(buffer)
+            buffer.div_(distributed.world_size)
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, in state_dict order (ranks compare these)."""
+    network = model.module if hasattr(model, "module") else model
+    digest = hashlib.sha256()
+    for key, value in network.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fit(model: nn.Module, *, train: Split, val: Split, normalization: Normalization,
+        config: TrainConfig, device: Optional[torch.device] = None,
+        on_epoch: Optional[Callable[[int, float], None]] = None, quiet: bool = True,
+        description: str = "train", eval_key: str = "val_accuracy", start_epoch: int = 0,
+        history: Optional[list[dict[str, Any]]] = None, optimizer_state: Optional[dict] = None,
+        after_epoch: Optional[Callable[[int, list[dict[str, Any]], nn.Module,
+                                        torch.optim.Optimizer], None]] = None,
+        distributed: Optional[Distributed] = None) -> TrainResult:
+    """Train ``model`` in place for epochs ``start_epoch + 1 .. config.epochs``.
+
+    After each epoch the accuracy on ``val`` (None when it is empty) is appended to the
+    history under ``eval_key``, ``on_epoch(epoch, val_accuracy)`` is called (1-based epoch; whatever it
+    raises propagates unchanged, which is how the search prunes) and then
+    ``after_epoch(epoch, history, model, optimizer)`` (checkpoints). A NaN or infinite
+    loss raises :class:`TrainingDiverged`. Under ``distributed`` the model is wrapped in
+    DistributedDataParallel and each rank trains on its share of every batch."""
+    device = device or default_device()
+    rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
+    per_rank_batch = config.batch_size // world
+    if per_rank_batch < 2:
+        raise ValueError(f"batch size {config.batch_size} is too small for {world} processes "
+                         "(each needs at least 2 images for batch normalisation)")
+    per_rank_images = len(train) // world
+    if per_rank_images < 2:
+        raise ValueError(f"{len(train)} training images are too few for {world} process(es)")
+    drop_last = per_rank_images >= per_rank_batch
+    steps_per_epoch = (per_rank_images // per_rank_batch if drop_last else 1)
+    total_steps = config.epochs * steps_per_epoch
+    history = list(history or [])
+
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device=device, memory_format=memory_format)
+    network: nn.Module = model
+    if distributed is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        network = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = _make_optimizer(model, config, device)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp
+                                  and not torch.cuda.is_bf16_supported())
+    check_every = 1 if device.type == "cpu" else 25  # a GPU sync per step would cost speed
+    started = time.perf_counter()
+    remaining = config.epochs - start_epoch
+    progress = tqdm(total=remaining * steps_per_epoch, desc=description, unit="step",
+                    disable=quiet or rank != 0, leave=False, dynamic_ncols=True)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + rank)
+            generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch * 1_009 + rank)
+            network.train()
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.float64, device=device)
+            seen = 0
+            epoch_started = time.perf_counter()
+            step_in_epoch = 0
+            for images, labels in batches(train, per_rank_batch, shuffle=True,
+                                          seed=config.seed + epoch, drop_last=drop_last,
+                                          rank=rank, world_size=world):
+                step = epoch * steps_per_epoch + step_in_epoch
+                lr = learning_rate(step, total_steps, config, steps_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if config.augment:
+                    images = augment(images, generator=generator)
+                inputs = preprocess(images.to(device, non_blocking=True), config.resolution,
+                                    normalization, channels_last=config.channels_last)
+                targets = labels.to(device, non_blocking=True)
+                with _autocast(device, config.amp):
+                    logits = network(inputs)
+                    loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += loss.detach().double() * len(labels)
+                correct += (logits.detach().argmax(1) == targets).sum().double()
+                seen += len(labels)
+                step_in_epoch += 1
+                if step_in_epoch % check_every == 0 or step_in_epoch == steps_per_epoch:
+                    mean_loss = float(loss_sum) / seen
+                    if not math.isfinite(mean_loss):
+                        raise TrainingDiverged(f"loss became {float(loss.detach())} at epoch "
+                                               f"{epoch + 1}, step {step_in_epoch} (learning "
+                                               f"rate {lr:.3g})")
+                    progress.update(check_every if step_in_epoch % check_every == 0
+                                    else step_in_epoch % check_every)
+                    elapsed = time.perf_counter() - epoch_started
+                    progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
+                                         loss=f"{mean_loss:.3f}",
+                                         acc=f"{float(correct) / seen:.3f}",
+                                         img_s=f"{seen * world / max(elapsed, 1e-9):.0f}",
+                                         refresh=False)
+            if distributed is not None:
+                _average_buffers(model, distributed)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_seconds = time.perf_counter() - epoch_started
+            loss_total, correct_total, seen_total = _all_reduce_sum(
+                [float(loss_sum), float(correct), float(seen)], device, distributed)
+            val_accuracy = (evaluate_accuracy(network, val, resolution=config.resolution,
+                                              normalization=normalization, device=device,
+                                              batch_size=config.eval_batch_size,
+                                              channels_last=config.channels_last,
+                                              amp=config.amp, distributed=distributed)
+                            if len(val) else None)
+            history.append({
+                "epoch": epoch + 1,
+                "train_loss": round(loss_total / seen_total, 6),
+                "train_accuracy": round(correct_total / seen_total, 6),
+                eval_key: None if val_accuracy is None else round(val_accuracy, 6),
+                "lr": lr,
+                "train_images": int(seen_total),
+                "train_seconds": round(train_seconds, 3),
+                "images_per_second": round(seen_total / train_seconds, 1),
+                "seconds": round(time.perf_counter() - epoch_started, 3),
+            })
+            progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
+                                 loss=f"{loss_total / seen_total:.3f}",
+                                 acc=f"{correct_total / seen_total:.3f}",
+                                 img_s=f"{seen_total / train_seconds:.0f}",
+                                 val="-" if val_accuracy is None else f"{val_accuracy:.4f}")
+            log.info("epoch %d/%d: %s", epoch + 1, config.epochs, history[-1])
+            if on_epoch is not None and val_accuracy is not None:
+                on_epoch(epoch + 1, val_accuracy)
+            if after_epoch is not None:
+                after_epoch(epoch + 1, history, network, optimizer)
+    finally:
+        progress.close()
+    return TrainResult(history=history, seconds=time.perf_counter() - started, eval_key=eval_key)

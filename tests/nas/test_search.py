@@ -1,0 +1,199 @@
+"""The search end to end, on the real Fashion-MNIST files and real Optuna storages."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.cli import main
+from nas.search import SearchConfig, budget_used, run_search
+from space import Genome, SearchSpace, cost
+
+# Small but real: zero-cost scores on a slice of the training set.
+FAST = ["--evaluator", "naswot", "--proxy-subset", "256", "--proxy-resolution", "32",
+        "--quiet"]
+
+
+def search(tmp_path: Path, *extra: str) -> int:
+    return main(["search", "--target-flops", "400M", "--runs", str(tmp_path), *FAST, *extra])
+
+
+def load(tmp_path: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / name / 'study.db'}")
+
+
+def test_zero_cost_search_writes_best_trials_and_attributes(tmp_path, capsys):
+    assert search(tmp_path, "--n-trials", "6", "--study", "s") == 0
+    out = capsys.readouterr().out
+    assert "next: nas scale --genome" in out and "best: trial" in out
+    study = load(tmp_path, "s")
+    trials = study.get_trials(deepcopy=False)
+    assert budget_used(trials) == 6
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6
+    for trial in complete:
+        attrs = trial.user_attrs
+        genome = Genome.from_dict(attrs["genome"])
+        assert attrs["flops"] == cost(genome, 224, 10, 1).flops  # deployment cost, dataset's shape
+        assert 360e6 <= attrs["flops"] <= 440e6  # inside the 10% window
+        assert attrs["reward"] == pytest.approx(attrs["accuracy"] * (attrs["flops"] / 400e6) ** -0.07)
+        assert {"params", "activations", "eval_seconds", "evaluator"} <= set(attrs)
+    screened = [t for t in trials if "screened" in t.user_attrs]
+    assert all(t.state == TrialState.PRUNED for t in screened)
+    best = Genome.from_json(tmp_path / "s" / "best.json")
+    assert best.key() == Genome.from_dict(study.best_trial.user_attrs["genome"]).key()
+    assert study.user_attrs["target"] == 400_000_000 and study.user_attrs["num_classes"] == 10
+    rows = list(csv.DictReader(open(tmp_path / "s" / "trials.csv")))
+    assert len(rows) == len(trials)
+    # the dashboard note of every evaluated trial holds its per-stage table
+    from optuna_dashboard._note import get_note_from_system_attrs
+    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    for trial in complete:
+        note = get_note_from_system_attrs(system_attrs, trial._trial_id)["body"]
+        assert "MBConv" in note or "SepConv" in note
+
+
+def test_rerun_resumes_and_counts_trials_in_total(tmp_path):
+    assert search(tmp_path, "--n-trials", "3", "--study", "r") == 0
+    first = {t.number: t.value for t in load(tmp_path, "r").trials if t.state == TrialState.COMPLETE}
+    assert search(tmp_path, "--n-trials", "5", "--study", "r") == 0
+    study = load(tmp_path, "r")
+    assert budget_used(study.trials) == 5
+    after = {t.number: t.value for t in study.trials if t.state == TrialState.COMPLETE}
+    assert all(after[number] == value for number, value in first.items())
+    # A rerun with the budget already spent evaluates nothing more.
+    assert search(tmp_path, "--n-trials", "5", "--study", "r") == 0
+    assert len(load(tmp_path, "r").trials) == len(study.trials)
+
+
+def test_duplicate_genome_is_reused_not_evaluated_again(tmp_path):
+    space = Path(__file__).parents[2] / "space" / "default_space.toml"
+    tiny = tmp_path / "tiny.toml"
+    text = space.read_text()
+    for old, new in (("kernel_size = [3, 5]", "kernel_size = [3, 5]"),
+                     ("expand_ratio = [1, 3, 6]", "expand_ratio = [6]"),
+                     ("se_ratio = [0, 0.25]", "se_ratio = [0.25]"),
+                     ("layers_delta = [-1, 0, 1]", "layers_delta = [0]"),
+                     ("width_multiplier = [0.75, 1.0, 1.25]", "width_multiplier = [1.0]")):
+        text = text.replace(old, new)
+    tiny.write_text(text)
+    assert SearchSpace.from_file(tiny).size() == 2 ** 7
+    assert main(["search", "--target-flops", "400M", "--runs", str(tmp_path), *FAST,
+                 "--space", str(tiny), "--cost-window", "0", "--n-trials", "150",
+                 "--sampler", "random", "--study", "tiny"]) == 0
+    trials = load(tmp_path, "tiny").trials
+    reused = [t for t in trials if "reused_from" in t.user_attrs]
+    assert reused  # 150 draws from 128 genomes must repeat
+    for trial in reused:
+        original = trials[trial.user_attrs["reused_from"]]
+        assert original.user_attrs["digest"] == trial.user_attrs["digest"]
+        assert original.user_attrs["accuracy"] == trial.user_attrs["accuracy"]
+
+
+def test_proxy_training_search_reports_epochs(tmp_path):
+    config = SearchConfig(target=400e6, evaluator="proxy-train", proxy_subset=300,
+                          proxy_epochs=2, proxy_resolution=16, n_trials=2, runs_dir=str(tmp_path),
+                          study="proxy", quiet=True, pruner="none")
+    result = run_search(config)
+    assert result.counts["complete"] == 2
+    for trial in load(tmp_path, "proxy").trials:
+        if trial.state == TrialState.COMPLETE:
+            assert 0.0 < trial.user_attrs["accuracy"] <= 1.0
+            assert sorted(trial.intermediate_values) == [1, 2]  # epochs are 1-based
+            assert trial.intermediate_values[2] == trial.user_attrs["accuracy"]
+
+
+def test_multi_objective_writes_the_pareto_front(tmp_path, capsys):
+    assert search(tmp_path, "--n-trials", "8", "--objective", "multi", "--study", "m") == 0
+    assert "Pareto front" in capsys.readouterr().out
+    front = json.loads((tmp_path / "m" / "pareto.json").read_text())["members"]
+    assert front
+    costs = [m["cost"] for m in front]
+    accuracies = [m["accuracy"] for m in front]
+    assert costs == sorted(costs)
+    # along a Pareto front sorted by cost, accuracy never drops
+    assert accuracies == sorted(accuracies)
+    Genome.from_json(tmp_path / "m" / "best.json")
+
+
+def test_killed_search_resumes_with_finished_trials_kept(tmp_path):
+    args = [sys.executable, "-m", "nas", "search", "--target-flops", "400M", "--runs",
+            str(tmp_path), "--study", "k", "--quiet", "--evaluator", "proxy-train",
+            "--proxy-subset", "2000", "--proxy-epochs", "1", "--proxy-resolution", "32",
+            "--n-trials", "3", "--pruner", "none"]
+    worker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    storage = f"sqlite:///{tmp_path / 'k' / 'study.db'}"
+    deadline = time.monotonic() + 240
+    finished_before_kill: dict[int, float] = {}
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = optuna.load_study(study_name="k", storage=storage).trials
+        except (KeyError, Exception):
+            continue
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING and "screened" not in t.user_attrs
+                   and "flops" in t.user_attrs]
+        if complete and running:
+            finished_before_kill = {t.number: t.value for t in complete}
+            break
+    assert finished_before_kill, "the search never had a finished and a running trial"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=300)
+    study = optuna.load_study(study_name="k", storage=storage)
+    assert budget_used(study.trials) == 3
+    for number, value in finished_before_kill.items():
+        assert study.trials[number].value == value
+    killed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert killed and all("fail_reason" not in t.user_attrs for t in killed)
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") is not None]
+    assert retried and retried[0].state == TrialState.COMPLETE
+
+
+@pytest.fixture(scope="module")
+def finished_study(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    assert search(runs, "--n-trials", "2", "--study", "keep") == 0
+    return runs
+
+
+def snapshot(folder: Path) -> tuple[list, list]:
+    """Every file's bytes, and the study's content (SQLite may fold its write-ahead log
+    into the database file when opened, which changes bytes but not the study)."""
+    files = sorted((str(p.relative_to(folder)), hashlib.sha1(p.read_bytes()).hexdigest())
+                   for p in folder.rglob("*") if p.is_file() and "study.db" not in p.name)
+    study = load(folder, "keep")
+    trials = [(t.number, t.state.name, t.values, t.params, t.user_attrs) for t in study.trials]
+    return files, [study.user_attrs, trials]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target-flops", "400X"], "--target-flops '400X'"),
+    (["--target-flops", "-5"], "--target-flops"),
+    (["--target-flops", "400M", "--space", "/nonexistent/space.toml"], "does not exist"),
+    (["--target-flops", "1M"], "every genome of the space exceeds the target"),
+    (["--target-flops", "400M", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
+    (["--target-flops", "400M", "--evaluator", "magic"], "unknown evaluator 'magic'"),
+    (["--target-flops", "300M"], "was made with target=400000000"),
+])
+def test_bad_search_input_exits_2_and_leaves_the_study(finished_study, extra, message):
+    before = snapshot(finished_study)
+    result = subprocess.run([sys.executable, "-m", "nas", "search", "--runs", str(finished_study),
+                             "--study", "keep", "--quiet", *FAST[:-1], *extra],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "secret" not in result.stderr and "Traceback" not in result.stderr
+    assert snapshot(finished_study) == before
