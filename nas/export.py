@@ -4,19 +4,19 @@ architecture strings.
 Every binary export is checked before it is returned: the file is loaded back the way a
 deployment would load it (onnxruntime; ``torch.jit.load``; ``torch.export.load``) and run
 on a batch of a *different* size from the one it was traced with, and its output must
-equal the torch model's in eval mode within :data:`TOLERANCE` of the largest output. So a file that
-:func:`export_network` hands out has already run, with a dynamic batch.
+equal the torch model's in eval mode within :data:`TOLERANCE` of the largest output. So a
+file that :func:`export_network` hands out has already run, with a dynamic batch.
 
 Choices:
 
 - **ONNX opset 17** through torch's TorchScript-based exporter (``dynamo=False``). Opset
-  17 is the last before ``ReduceMean`` took its axes as an input (opset 18), and the
-  newest that TensorRT 8.6, OpenVINO 2023 and onnxruntime 1.13+ all run; every operator
-  these networks use (Conv, Gemm, Sigmoid, Mul, Add, ReduceMean) exists since opset 13,
-  so ``opset`` may go down to 13 for older runtimes. The exporter needs nothing beyond
-  torch and onnx, and takes about a second per network; torch's newer ``torch.export``
-  based exporter needs the extra ``onnxscript`` package, starts at opset 18 (its
-  down-conversion to 17 fails on ``ReduceMean``) and took several seconds per network.
+  17 is the last before ``ReduceMean`` took its axes as an input (opset 18), and is read
+  by onnxruntime 1.13 and later, TensorRT 8.6 and OpenVINO 2023; every operator these
+  networks use (Conv, Gemm, Sigmoid, Mul, Add, ReduceMean) exists since opset 13, so
+  ``opset`` may go down to 13 for older runtimes. This exporter needs nothing beyond torch
+  and onnx and took 0.4 s for EfficientNet-B0 at 64 px; torch's newer ``torch.export``
+  based one needs the extra ``onnxscript`` package, starts at opset 18 (its
+  down-conversion to 17 fails on ``ReduceMean``) and took 4.9 s (docs/export.md).
   Batch-norm is folded into the convolutions (eval mode); the batch axis is dynamic.
 - **TorchScript** by ``torch.jit.trace`` in eval mode (the forward has no data-dependent
   control flow, so tracing is exact). PyTorch has deprecated TorchScript in favour of
@@ -46,9 +46,10 @@ from space import Genome, NasError
 from space.timm_format import to_timm
 
 __all__ = ["ExportError", "FORMATS", "BINARY_FORMATS", "ONNX_OPSET", "ONNX_OPSETS",
-           "TOLERANCE", "Exported", "architecture_difference", "example_input", "export_onnx", "export_torchscript",
+           "TOLERANCE", "INPUT_NAME", "OUTPUT_NAME", "Exported", "architecture_difference",
+           "example_input", "export_metadata", "export_onnx", "export_torchscript",
            "export_program", "run_onnx", "run_torchscript", "run_program", "export_network",
-           "export_timm", "export_metadata"]
+           "export_timm"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,8 @@ _TRACE_BATCH, _CHECK_BATCH = 2, 3
 
 # The formats were asked for by name, so torch's notices that they are deprecated
 # (TorchScript, the TorchScript-based ONNX exporter) would only be noise here.
-_DEPRECATION_NOTICES = (r".*torch\.jit\..* is deprecated.*", r".*legacy TorchScript-based ONNX.*",
-                        r".*feature will be removed.*")
+_DEPRECATION_NOTICES = (r".*torch\.jit\..* is deprecated.*",
+                        r".*legacy TorchScript-based ONNX.*", r".*feature will be removed.*")
 
 
 class ExportError(NasError):
@@ -140,7 +141,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, opset: int = ONNX_OP
                 metadata: Optional[Mapping[str, str]] = None) -> bytes:
     """The ONNX bytes of ``model`` (put in eval mode), with a dynamic batch axis, checked by
     ``onnx.checker`` (full check, with shape inference)."""
-    import onnx
+    import onnx  # here, not at the top: every `nas` command imports this module
+
 
     if opset not in ONNX_OPSETS:
         raise ExportError(f"ONNX opset {opset} is not supported; choose "
@@ -159,7 +161,8 @@ def export_onnx(model: nn.Module, example: torch.Tensor, *, opset: int = ONNX_OP
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as error:
-        raise ExportError(f"the ONNX model fails onnx.checker: {str(error).splitlines()[0]}") from None
+        first = str(error).splitlines()[0]
+        raise ExportError(f"the ONNX model fails onnx.checker: {first}") from None
     return proto.SerializeToString()
 
 
@@ -191,7 +194,7 @@ def export_program(model: nn.Module, example: torch.Tensor, *,
 
 def run_onnx(data: bytes, inputs: torch.Tensor) -> torch.Tensor:
     """Run ONNX bytes with onnxruntime on the CPU."""
-    import onnxruntime
+    import onnxruntime  # here, not at the top: every `nas` command imports this module
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: the graph-optimiser notes are not for users
@@ -210,7 +213,8 @@ def run_program(data: bytes, inputs: torch.Tensor) -> torch.Tensor:
         return torch.export.load(io.BytesIO(data)).module()(inputs)
 
 
-_EXPORTERS: dict[str, tuple[Callable[..., bytes], Callable[[bytes, torch.Tensor], torch.Tensor]]] = {
+_Runner = Callable[[bytes, torch.Tensor], torch.Tensor]
+_EXPORTERS: dict[str, tuple[Callable[..., bytes], _Runner]] = {
     "onnx": (export_onnx, run_onnx),
     "torchscript": (export_torchscript, run_torchscript),
     "exported-program": (export_program, run_program),
@@ -226,7 +230,8 @@ def export_network(model: nn.Module, fmt: str, *, in_channels: int, resolution: 
     traced one) and compare with torch. Raises :class:`ExportError` when they differ by
     more than ``tolerance x max |torch output|``."""
     if fmt not in _EXPORTERS:
-        raise ExportError(f"unknown binary format {fmt!r}; choose one of {', '.join(BINARY_FORMATS)}")
+        raise ExportError(f"unknown binary format {fmt!r}; choose one of "
+                          f"{', '.join(BINARY_FORMATS)}")
     exporter, runner = _EXPORTERS[fmt]
     model.eval()
     example = example_input(_TRACE_BATCH, in_channels, resolution, seed=0)

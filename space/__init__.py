@@ -7,7 +7,9 @@ from .genome import Genome, Stage
 from .graph import Cost, cost, graph
 from .model import build
 from .search_space import SearchSpace
+from .timm_format import TimmArch, TimmFormatError, from_timm, to_timm
 
 __all__ = ["Genome", "Stage", "SearchSpace", "build", "graph", "cost", "Cost", "presets",
            "round_channels", "resolve_blocks", "BlockSpec", "conv_output_size",
-           "NasError", "GenomeError", "SpaceError"]
+           "NasError", "GenomeError", "SpaceError", "TimmArch", "TimmFormatError", "from_timm",
+           "to_timm"]

@@ -412,7 +412,8 @@ def _decode(arch: TimmArch) -> Genome:
                         resolution_multiplier=arch.resolution_multiplier,
                         activation=activation, name=arch.name)
     except GenomeError as error:
-        raise TimmFormatError(f"the timm architecture makes an impossible genome: {error}") from None
+        raise TimmFormatError(f"the timm architecture makes an impossible genome: "
+                              f"{error}") from None
     for spec in resolve_blocks(genome):
         block = sources[spec.stage_index]
         label = f"{block.where} {block.text!r}"

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from space import Genome, build
 
 from ..checkpoint import model_from_checkpoint
-from ..common import UsageError, atomic_write_bytes, atomic_write_text, format_count, load_genome
+from ..common import UsageError, atomic_write_bytes, format_count, load_genome
 from ..export import (FORMATS, INPUT_NAME, ONNX_OPSET, ONNX_OPSETS, OUTPUT_NAME, ExportError,
                       architecture_difference, export_metadata, export_network, export_timm)
 
@@ -21,14 +21,19 @@ logger = logging.getLogger(__name__)
 EXAMPLES = """\
 examples:
   nas export --genome efficientnet-b0 --format onnx --out b0.onnx
-  nas export --checkpoint runs/<study>/model.pt --format torchscript --out best.ts
-  nas export --genome runs/<study>/best.json --checkpoint runs/<study>/model.pt \\
+  nas export --checkpoint runs/b0/checkpoint.pt --format torchscript --out b0.ts
+  nas export --genome runs/<study>/best.json --checkpoint runs/best-train/checkpoint.pt \\
              --format exported-program --out best.pt2
   nas export --genome mnasnet-a1 --format onnx --out a1.onnx --resolution 32 \\
              --num-classes 10 --in-channels 1 --opset 13
   nas export --genome efficientnet-b0 --format timm --out b0.timm.json
   nas export --genome b3.json --format timm --out b3.timm.json \\
              --base efficientnet-b0 --channel-multiplier 1.2 --depth-multiplier 1.4
+
+ONNX, TorchScript and .pt2 files take float32 images (batch, C, R, R), normalised as in
+training, and give logits (batch, classes); the batch size is free. Each file is loaded
+back and run on 3 images before it is written and must match torch within 1e-4 of the
+largest logit. None of them needs this package to load. See docs/export.md.
 """
 
 _MAX_CLASSES = 1_000_000
@@ -38,13 +43,10 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export", help="write a network as ONNX, TorchScript, a torch.export program or timm "
                        "strings",
-        description="Write a genome's network, with the weights of a checkpoint or untrained, "
-                    f"as ONNX (opset {ONNX_OPSET}, dynamic batch), TorchScript or a torch.export "
-                    "program (.pt2); none of them needs this package to load. Each file is "
-                    "loaded back and run before it is written, and must match torch within "
-                    "1e-4 of the largest output. --format timm writes the architecture as "
-                    "timm's EfficientNet strings (JSON, with the Python that builds it in "
-                    "timm).",
+        description=f"Write a genome's network, with a checkpoint's weights or untrained, as\n"
+                    f"ONNX (opset {ONNX_OPSET}), TorchScript or a torch.export program (.pt2), or "
+                    "its\narchitecture as timm's EfficientNet strings (JSON with the Python that "
+                    "builds it\nin timm).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--genome", metavar="G", help="preset name or genome JSON file "
                         "(may be left out with --checkpoint, which holds its genome)")
@@ -53,19 +55,20 @@ def register(subparsers) -> None:
                         "weights)")
     parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
     parser.add_argument("--out", required=True, metavar="FILE", help="file to write")
-    parser.add_argument("--resolution", type=int, help="input size in pixels (default: the "
-                        "checkpoint's training resolution, else the genome's deployment one)")
-    parser.add_argument("--num-classes", type=int,
+    parser.add_argument("--resolution", type=int, metavar="PX",
+                        help="input size in pixels (default: the checkpoint's training "
+                             "resolution, else the genome's deployment one)")
+    parser.add_argument("--num-classes", type=int, metavar="N",
                         help="classifier outputs (default: the checkpoint's, else 1000)")
-    parser.add_argument("--in-channels", type=int,
+    parser.add_argument("--in-channels", type=int, metavar="C",
                         help="input channels (default: the checkpoint's, else 3)")
-    parser.add_argument("--opset", type=int, help=f"ONNX opset, {ONNX_OPSETS.start} to "
-                        f"{ONNX_OPSETS.stop - 1} (default {ONNX_OPSET})")
+    parser.add_argument("--opset", type=int, metavar="N",
+                        help=f"ONNX opset, {ONNX_OPSETS.start} to {ONNX_OPSETS.stop - 1} "
+                             f"(default {ONNX_OPSET})")
     timm = parser.add_argument_group(
-        "timm format", "By default the strings hold the genome's final widths and repeats with "
-                       "multipliers 1.0. With --base they are the base genome's strings plus "
-                       "the multipliers, the way timm writes B1..B7; they must rebuild the "
-                       "genome exactly.")
+        "timm format", "The strings hold the genome's final widths and repeats (multipliers "
+                       "1.0);\nwith --base, the base genome's strings plus multipliers, as timm "
+                       "writes B1..B7\n(they must rebuild the genome exactly).")
     timm.add_argument("--base", metavar="G", help="the unscaled genome (preset or JSON file)")
     timm.add_argument("--channel-multiplier", type=float, metavar="W", help="width multiplier")
     timm.add_argument("--depth-multiplier", type=float, metavar="D", help="depth multiplier")
@@ -130,6 +133,13 @@ def _from_checkpoint(args: argparse.Namespace, genome: Optional[Genome]):
     return saved, model, metadata
 
 
+def _write(out: Path, data: bytes) -> None:
+    try:
+        atomic_write_bytes(out, data)
+    except OSError as error:  # the folder checked writable can still fill up or vanish
+        raise ExportError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     out = _check_flags(args)
     genome = load_genome(args.genome) if args.genome is not None else None
@@ -145,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
                            channel_multiplier=args.channel_multiplier or 1.0,
                            depth_multiplier=args.depth_multiplier or 1.0,
                            num_classes=num_classes, in_channels=in_channels)
-        atomic_write_text(out, text)
+        _write(out, text.encode("utf-8"))
         body = json.loads(text)
         print(f"wrote {out}: {genome.name or 'genome'} as timm strings "
               f"(channel multiplier {body['channel_multiplier']:g}, depth multiplier "
@@ -158,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
 
     resolution = args.resolution or metadata.get("resolution") or genome.resolution
     if model is None:
-        logger.warning("no --checkpoint: the weights are the untrained initialisation")
+        logger.warning("no --checkpoint: the weights are the untrained initialisation "
+                       "(its eval-mode logits are close to 0)")
         model = build(genome, num_classes=num_classes, in_channels=in_channels)
     opset = args.opset if args.opset is not None else ONNX_OPSET
     exported = export_network(
@@ -166,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         metadata=export_metadata(genome, num_classes=num_classes, in_channels=in_channels,
                                  resolution=resolution,
                                  normalization=metadata.get("normalization")))
-    atomic_write_bytes(out, exported.data)
+    _write(out, exported.data)
     detail = f", opset {opset}" if args.format == "onnx" else ""
     print(f"wrote {out} ({args.format}{detail}, {format_count(len(exported.data))}B): "
           f"{genome.name or 'genome'}, {INPUT_NAME} float32 (batch, {in_channels}, {resolution}, "
