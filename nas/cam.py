@@ -14,6 +14,7 @@ through each model, each at its own training resolution).
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ from .data import Normalization, Split, load_dataset, preprocess, split_train_va
 
 __all__ = ["CamError", "CamResult", "class_activation_maps", "pick_images", "cam_grid",
            "SPLITS", "MAX_IMAGES"]
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("val", "test")
 # A grid row per image: more than this many rows is no longer a figure anyone reads.
@@ -74,7 +77,12 @@ def class_activation_maps(model: nn.Module, batch: torch.Tensor,
                                   align_corners=False)[:, 0]
         low = upsampled.amin((1, 2), keepdim=True)
         high = upsampled.amax((1, 2), keepdim=True)
-        maps = (upsampled - low) / (high - low).clamp_min(1e-12)
+        # A flat map (a 1x1 feature grid, or no spatial evidence at all) stays flat at 0
+        # instead of stretching rounding noise to the full colour range.
+        spread = high - low
+        flat = spread <= 1e-5 * (high.abs() + low.abs()) + 1e-12
+        maps = torch.where(flat, torch.zeros_like(upsampled),
+                           (upsampled - low) / spread.clamp_min(1e-12))
         probabilities = logits.softmax(1).gather(1, chosen[:, None])[:, 0]
     return CamResult(raw=raw, maps=maps, classes=chosen, logits=logits,
                      probabilities=probabilities)
@@ -128,15 +136,16 @@ def _load_columns(checkpoints: Sequence[Union[str, os.PathLike]]) -> tuple[list[
 
 
 def cam_grid(checkpoints: Sequence[Union[str, os.PathLike]], *, images: int = 6,
-             split: str = "val", data_dir: Union[str, os.PathLike, None] = None,
+             split: str = "test", data_dir: Union[str, os.PathLike, None] = None,
              val_size: int = 5000, seed: int = 0, overlay_alpha: float = 0.5) -> bytes:
     """A PNG: one row per image (the input, then its CAM for each checkpoint, over the
     image at that model's resolution, titled with the predicted class and its
     probability: green when right, red when wrong).
 
-    Images come from the validation split carved out of the training set
-    (``split_train_val(dataset, val_size, seed)``, as the search's evaluators do) or from
-    the test split."""
+    Images come from the test split (never trained on; ``nas train`` validates on it by
+    default) or from the validation split carved out of the training set
+    (``split_train_val(dataset, val_size, seed)``, as the search's evaluators and
+    ``nas train --val-size`` do)."""
     if not checkpoints:
         raise CamError("give at least one --checkpoint")
     if split not in SPLITS:
@@ -158,7 +167,12 @@ def cam_grid(checkpoints: Sequence[Union[str, os.PathLike]], *, images: int = 6,
     results = []
     for column in columns:
         batch = preprocess(chosen.images, column.resolution, column.normalization)
-        results.append(class_activation_maps(column.model, batch))
+        result = class_activation_maps(column.model, batch)
+        if result.raw.shape[-2:] == (1, 1):
+            log.warning("%s: the last feature map is 1x1 at %d px, so its activation map "
+                        "cannot localize anything; train at a larger --resolution",
+                        column.title.splitlines()[0], column.resolution)
+        results.append(result)
     return _draw(chosen, columns, results, dataset.class_names, overlay_alpha)
 
 
@@ -185,7 +199,11 @@ def _draw(chosen: Split, columns: Sequence[_Column], results: Sequence[CamResult
         axis = axes[row][0]
         axis.imshow((originals[row, ..., 0] if grey else originals[row]).numpy(),
                     cmap="gray" if grey else None, vmin=0, vmax=1)
-        axis.set_title(f"{class_names[label]}", fontsize=9)
+        # Headers are titles of the first row and predictions are x labels, so that the
+        # constrained layout makes room for both.
+        axis.set_title(("input\n" if row == 0 else "") + class_names[label], fontsize=9,
+                       fontweight="bold" if row == 0 else "normal")
+        axis.set_xlabel("true class", fontsize=8, color="#555")
         for column_index, (column, result) in enumerate(zip(columns, results), start=1):
             axis = axes[row][column_index]
             picture = _display(chosen.images[row:row + 1], column.resolution)[0]
@@ -193,14 +211,11 @@ def _draw(chosen: Split, columns: Sequence[_Column], results: Sequence[CamResult
                         cmap="gray" if grey else None, vmin=0, vmax=1)
             axis.imshow(result.maps[row].numpy(), cmap="jet", alpha=alpha, vmin=0, vmax=1)
             predicted = int(result.classes[row])
-            axis.set_title(f"{class_names[predicted]} {result.probabilities[row]:.2f}",
-                           fontsize=9, color="#007A33" if predicted == label else "#C00000")
+            axis.set_xlabel(f"{class_names[predicted]} {result.probabilities[row]:.2f}",
+                            fontsize=9, color="#007A33" if predicted == label else "#C00000")
             if row == 0:
-                axis.text(0.5, 1.2, column.title, transform=axis.transAxes, ha="center",
-                          va="bottom", fontsize=9, fontweight="bold")
-        if row == 0:
-            axes[0][0].text(0.5, 1.2, "input\n(true class)", transform=axes[0][0].transAxes,
-                            ha="center", va="bottom", fontsize=9, fontweight="bold")
+                grid = "\u00d7".join(str(n) for n in result.raw.shape[-2:])
+                axis.set_title(f"{column.title}, {grid} map", fontsize=9, fontweight="bold")
     for axis in axes.flat:
         axis.set_xticks([])
         axis.set_yticks([])

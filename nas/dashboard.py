@@ -34,7 +34,8 @@ from .common import format_count
 from .diagram import genome_svg
 from .storage import mask_url, open_storage
 
-__all__ = ["DashboardError", "trial_note", "stage_rows", "STAGE_HEADERS", "attach_trial_artifacts", "artifact_store_for",
+__all__ = ["DashboardError", "trial_note", "stage_rows", "STAGE_HEADERS",
+           "attach_trial_artifacts", "artifact_store_for",
            "ARTIFACTS_DIR", "StudyLocation", "locate_study", "open_study", "serve",
            "LOOPBACK"]
 

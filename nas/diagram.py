@@ -87,7 +87,8 @@ def block_boxes(genome: Genome, layers: nx.DiGraph) -> list[BlockBox]:
             stage = genome.stages[stage_index]
             depthwise = next(n for n in nodes if n["name"].endswith(".depthwise"))
             kernel = depthwise["kernel_size"]
-            se = f", SE{stage.se_ratio:g}" if any(n["name"].endswith(".se_reduce") for n in nodes) else ""
+            has_se = any(n["name"].endswith(".se_reduce") for n in nodes)
+            se = f", SE{stage.se_ratio:g}" if has_se else ""
             stride = f", stride {depthwise['stride']}" if depthwise["stride"] != 1 else ""
             boxes.append(BlockBox(label=f"{stage.operator}, k{kernel}x{kernel}{se}{stride}",
                                   out_shape=out_shape, flops=flops, stage=stage_index + 1,

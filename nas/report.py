@@ -21,7 +21,7 @@ import json
 import logging
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -69,6 +69,7 @@ class Series:
     kind: str = "markers"
     colour: Optional[str] = None
     text: tuple = ()
+    legend: bool = True  # False where the axis already names it (bars per state)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,6 @@ class Report:
     best_genome: Optional[Genome] = None
     best_svg: str = ""
     resolution: int = 224
-    families: tuple[str, ...] = field(default=())
 
 
 # -- reading the study -----------------------------------------------------------------------------
@@ -142,10 +142,10 @@ def pareto_front(points: Sequence[tuple[float, float, int]]) -> list[tuple[float
 
 
 def _history(trials: Sequence[FrozenTrial], multi: bool) -> Optional[Figure]:
-    evaluated = _evaluated(trials)
+    key = "accuracy" if multi else "reward"
+    evaluated = [t for t in _evaluated(trials) if isinstance(t.user_attrs.get(key), (int, float))]
     if not evaluated:
         return None
-    key = "accuracy" if multi else "reward"
     values = [t.user_attrs[key] for t in evaluated]
     numbers = [t.number for t in evaluated]
     best, running = [], -math.inf
@@ -178,7 +178,8 @@ def _cost_figure(trials: Sequence[FrozenTrial], settings: dict[str, Any]) -> Opt
     text = tuple(f"trial {t.number}" for t in evaluated)
     front = pareto_front([(t.user_attrs["cost"], t.user_attrs["accuracy"], t.number)
                           for t in evaluated])
-    accuracy = Panel(title="accuracy", x_label=label, y_label="accuracy", vlines=vlines, series=(
+    score = _score_label(settings)
+    accuracy = Panel(title=score, x_label=label, y_label=score, vlines=vlines, series=(
         Series(x=costs, y=tuple(t.user_attrs["accuracy"] for t in evaluated), name="trials",
                colour=_STATE_COLOURS["complete"], text=text),
         Series(x=tuple(p[0] for p in front), y=tuple(p[1] for p in front),
@@ -196,6 +197,13 @@ def _cost_figure(trials: Sequence[FrozenTrial], settings: dict[str, Any]) -> Opt
                           "dashed line is the target T of the reward ACC \u00d7 (cost/T)^w "
                           "(MnasNet); the Pareto front joins the trials no other trial beats "
                           "on both accuracy and cost.")
+
+
+def _score_label(settings: dict[str, Any]) -> str:
+    """What the trials' ``accuracy`` is: a validation accuracy for proxy training, a
+    unitless score for the zero-cost proxies."""
+    evaluator = settings.get("evaluator")
+    return "accuracy" if evaluator in (None, "proxy-train") else f"{evaluator} score"
 
 
 def _importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[Optional[Figure], str]:
@@ -235,7 +243,7 @@ def _states_figure(trials: Sequence[FrozenTrial], counts: dict[str, int]) -> Fig
     present = [state for state in _STATE_COLOURS if counts.get(state)]
     count_panel = Panel(title="trials by state", x_label="state", y_label="trials", series=tuple(
         Series(x=(state,), y=(counts[state],), name=state, kind="bar",
-               colour=_STATE_COLOURS[state]) for state in present))
+               colour=_STATE_COLOURS[state], legend=False) for state in present))
     series = []
     durations = []
     for state in present:
@@ -414,8 +422,7 @@ def collect(location: StudyLocation) -> Report:
         notes.append("No trial has been evaluated yet, so there is no best architecture.")
     return Report(study_name=location.study_name, storage=mask_url(location.storage_url),
                   settings=settings, counts=counts, figures=tuple(figures), notes=tuple(notes),
-                  best=best, best_genome=best_genome, best_svg=svg, resolution=resolution,
-                  families=tuple(label for label, _, _ in families))
+                  best=best, best_genome=best_genome, best_svg=svg, resolution=resolution)
 
 
 # -- drawing -----------------------------------------------------------------------------------------
@@ -431,7 +438,7 @@ def _plotly_figure(figure: Figure):
         for series in panel.series:
             style = {"color": series.colour} if series.colour else {}
             common = dict(name=series.name, legendgroup=series.name,
-                          text=list(series.text) or None)
+                          text=list(series.text) or None, showlegend=series.legend)
             if series.kind == "bar":
                 trace = go.Bar(x=list(series.x), y=list(series.y), marker=style, **common)
             elif series.kind == "barh":
@@ -448,7 +455,7 @@ def _plotly_figure(figure: Figure):
             plot.add_trace(trace, row=1, col=column)
         for x, label in panel.vlines:
             plot.add_vline(x=x, line_dash="dash", line_color="#444", annotation_text=label,
-                           annotation_position="top", row=1, col=column)
+                           annotation_position="bottom right", row=1, col=column)
         plot.update_xaxes(title_text=panel.x_label, type="log" if panel.x_log else None,
                           row=1, col=column)
         plot.update_yaxes(title_text=panel.y_label, type="log" if panel.y_log else None,
@@ -471,17 +478,18 @@ def render_png(figure: Figure) -> bytes:
     for axis, panel in zip(axes, figure.panels):
         for series in panel.series:
             kw = {"color": series.colour} if series.colour else {}
+            label = series.name if series.legend else None
             if series.kind == "bar":
-                axis.bar([str(x) for x in series.x], series.y, label=series.name, **kw)
+                axis.bar([str(x) for x in series.x], series.y, label=label, **kw)
             elif series.kind == "barh":
-                axis.barh([str(y) for y in series.y], series.x, label=series.name, **kw)
+                axis.barh([str(y) for y in series.y], series.x, label=label, **kw)
                 axis.tick_params(axis="y", labelsize=8)
             elif series.kind == "markers":
-                axis.scatter(series.x, series.y, s=16, alpha=0.8, label=series.name, **kw)
+                axis.scatter(series.x, series.y, s=16, alpha=0.8, label=label, **kw)
             elif series.kind == "steps":
-                axis.step(series.x, series.y, where="post", label=series.name, **kw)
+                axis.step(series.x, series.y, where="post", label=label, **kw)
             else:
-                axis.plot(series.x, series.y, marker="o", markersize=4, label=series.name, **kw)
+                axis.plot(series.x, series.y, marker="o", markersize=4, label=label, **kw)
         for x, label in panel.vlines:
             axis.axvline(x, linestyle="--", color="#444", label=label)
         axis.set_title(panel.title)
@@ -502,7 +510,7 @@ def render_png(figure: Figure) -> bytes:
             elif all(isinstance(v, int) for v in values):
                 scale.set_major_locator(MaxNLocator(integer=True))
         axis.grid(True, alpha=0.3)
-        if any(s.kind != "barh" for s in panel.series):
+        if any(s.legend and s.kind != "barh" for s in panel.series):
             axis.legend(fontsize=8)
     chart.suptitle(figure.title)
     buffer = io.BytesIO()
@@ -575,7 +583,7 @@ def render_html(report: Report) -> str:
         attrs = report.best.user_attrs
         genome = report.best_genome
         parts.append(f"<h2>Best architecture: trial {report.best.number}</h2>")
-        facts = [("accuracy", f"{attrs['accuracy']:.4f}")]
+        facts = [(_score_label(report.settings), f"{attrs['accuracy']:.4f}")]
         if isinstance(attrs.get("reward"), (int, float)):
             facts.append(("reward", f"{attrs['reward']:.4f}"))
         for key, label in (("flops", "multiply-adds"), ("params", "parameters"),

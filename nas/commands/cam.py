@@ -15,7 +15,8 @@ examples:
   nas cam --checkpoint width.pt --checkpoint depth.pt --checkpoint resolution.pt \\
           --checkpoint compound.pt --out scaling-cams.png      (EfficientNet Figure 7)
 
-Each row is one validation image; each column after the first is one checkpoint's class
+Each row is one held-out image (the test set by default: `nas train` scores its epochs on
+it and never trains on it); each column after the first is one checkpoint's class
 activation map (Zhou et al. 2016) for its predicted class, over the image at the model's
 own resolution. Titles give the predicted class and its probability (green: right).
 """
@@ -32,11 +33,12 @@ def register(subparsers) -> None:
                         help="a checkpoint from `nas train`; repeat for several columns")
     parser.add_argument("--images", type=int, default=6,
                         help=f"how many images (rows), 1 to {MAX_IMAGES} (default 6)")
-    parser.add_argument("--split", choices=SPLITS, default="val",
-                        help="val: held out of the training set as the search does (default); "
-                             "test: the test set")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="test: the test set, which no training run sees (default); val: "
+                             "images held out of the training set with --val-size and --seed, "
+                             "as `nas train --val-size` and the search do")
     parser.add_argument("--val-size", type=int, default=5000,
-                        help="images held out for validation (default 5000, as the search)")
+                        help="with --split val: images held out (default 5000, as the search)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the validation split and "
                         "of the image choice")
     parser.add_argument("--data", metavar="DIR", help="dataset folder (default: the dataset's "

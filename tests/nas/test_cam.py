@@ -104,13 +104,19 @@ def test_pick_images_covers_classes():
 def test_cam_grid_side_by_side(checkpoints, tmp_path, capsys):
     out = tmp_path / "cams.png"
     assert main(["cam", "--checkpoint", str(checkpoints["small"]), "--checkpoint",
-                 str(checkpoints["wide"]), "--images", "4", "--out", str(out)]) == 0
+                 str(checkpoints["wide"]), "--images", "4", "--split", "val", "--out",
+                 str(out)]) == 0
     assert "2 checkpoint(s) on 4 val image(s)" in capsys.readouterr().out
     picture = imread(out)
     height, width = picture.shape[:2]
     # three columns (input + two models) by four rows, 1.9 x 2.05 inches each at 110 dpi
     assert abs(width - 3 * 1.9 * 110) < 3 and abs(height - (4 * 2.05 + 0.5) * 110) < 3
     assert picture[..., :3].std() > 0.1  # drawn, not blank
+    test_grid = tmp_path / "test-cams.png"
+    assert main(["cam", "--checkpoint", str(checkpoints["small"]), "--images", "2", "--out",
+                 str(test_grid)]) == 0  # the test split by default
+    assert "1 checkpoint(s) on 2 test image(s)" in capsys.readouterr().out
+    assert imread(test_grid).shape[1] < width  # two columns
 
 
 def test_cam_bad_input_is_one_line(checkpoints, tmp_path, capsys):
@@ -141,3 +147,13 @@ def test_cam_bad_input_is_one_line(checkpoints, tmp_path, capsys):
     assert main(["cam", "--checkpoint", str(small), "--out", str(tmp_path / "cams.jpg")]) == 2
     assert "must be a .png file name" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_one_by_one_feature_map_stays_flat():
+    """Three stride-2 steps take 8 px to a 1x1 map: nothing to localize, so the map is
+    drawn flat rather than as stretched rounding noise."""
+    torch.manual_seed(0)
+    model = build(tiny("tiny", 24), num_classes=10, in_channels=1).eval()
+    result = class_activation_maps(model, torch.randn(3, 1, 8, 8))
+    assert result.raw.shape == (3, 1, 1)
+    assert torch.equal(result.maps, torch.zeros(3, 8, 8))
