@@ -130,27 +130,31 @@ def test_multi_objective_writes_the_pareto_front(tmp_path, capsys):
 def test_killed_search_resumes_with_finished_trials_kept(tmp_path):
     args = [sys.executable, "-m", "nas", "search", "--target-flops", "400M", "--runs",
             str(tmp_path), "--study", "k", "--quiet", "--evaluator", "proxy-train",
-            "--proxy-subset", "2000", "--proxy-epochs", "1", "--proxy-resolution", "32",
+            "--proxy-subset", "600", "--proxy-epochs", "2", "--proxy-resolution", "16",
             "--n-trials", "3", "--pruner", "none"]
     worker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path / 'k' / 'study.db'}"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600
     finished_before_kill: dict[int, float] = {}
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            trials = optuna.load_study(study_name="k", storage=storage).trials
-        except (KeyError, Exception):
-            continue
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        running = [t for t in trials if t.state == TrialState.RUNNING and "screened" not in t.user_attrs
-                   and "flops" in t.user_attrs]
-        if complete and running:
-            finished_before_kill = {t.number: t.value for t in complete}
-            break
+    try:
+        while time.monotonic() < deadline and not finished_before_kill:
+            time.sleep(0.3)
+            if not (tmp_path / "k" / "study.db").exists():
+                continue
+            try:
+                trials = optuna.load_study(study_name="k", storage=storage).trials
+            except KeyError:  # the study is not created yet
+                continue
+            complete = [t for t in trials if t.state == TrialState.COMPLETE]
+            # a running trial past screening: in the target window, so it is training
+            running = [t for t in trials if t.state == TrialState.RUNNING
+                       and 360e6 <= t.user_attrs.get("flops", 0) <= 440e6]
+            if complete and running:
+                finished_before_kill = {t.number: t.value for t in complete}
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
     assert finished_before_kill, "the search never had a finished and a running trial"
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, timeout=300)
     study = optuna.load_study(study_name="k", storage=storage)
     assert budget_used(study.trials) == 3
