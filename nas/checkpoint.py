@@ -10,8 +10,11 @@ without the dataset at hand.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -60,7 +63,8 @@ def save_checkpoint(path: Union[str, os.PathLike], *, genome: Genome, model: nn.
         "resolution": int(resolution),
         "dataset": str(dataset),
         "epoch": int(epoch),
-        "metrics": metrics,
+        # Through JSON: plain numbers, strings, lists and dicts, as metrics.json has them.
+        "metrics": json.loads(json.dumps(metrics)),
         "normalization": {"mean": [float(v) for v in normalization["mean"]],
                           "std": [float(v) for v in normalization["std"]]},
         "optimizer_state": optimizer_state,
@@ -78,12 +82,17 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
     target = Path(path)
     if not target.is_file():
         raise CheckpointError(f"checkpoint {str(target)!r} does not exist")
+    if not zipfile.is_zipfile(target):  # torch.save writes a zip archive
+        raise CheckpointError(f"checkpoint {str(target)!r} is not a readable torch file "
+                              "(not a zip archive)")
     try:
         payload = torch.load(target, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = culprit.group(1) if culprit else type(error).__name__
         raise CheckpointError(f"checkpoint {str(target)!r} holds objects that are not safe to "
-                              f"load ({first[:160]})") from None
+                              f"load ({what}); only tensors, numbers, strings, lists and dicts "
+                              "are accepted") from None
     except (RuntimeError, OSError, EOFError, ValueError, TypeError, AttributeError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {str(target)!r} is not a readable torch file "

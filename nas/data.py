@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import importlib.util
 import logging
 import os
 import pickle
@@ -329,10 +330,8 @@ def _load_cifar(name: str, folder: Path) -> Dataset:
 
 
 def _load_image_folder(folder: Path, image_size: Optional[int]) -> Dataset:
-    try:
-        from PIL import Image  # noqa: F401  (imported here: only image folders need Pillow)
-    except ImportError:
-        raise DataError("reading an image folder needs Pillow: pip install pillow") from None
+    if importlib.util.find_spec("PIL") is None:  # only image folders need Pillow
+        raise DataError("reading an image folder needs Pillow: pip install pillow")
     test_root = next((folder / sub for sub in ("test", "val") if (folder / sub).is_dir()), None)
     train_root = folder / "train" if (folder / "train").is_dir() and test_root else folder
     class_names = _class_folders(train_root)

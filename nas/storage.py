@@ -9,7 +9,10 @@ re-queued by the next worker that looks. RDB storages use Optuna's own heartbeat
 journal storages, which have none in Optuna, get the same mechanism from
 :class:`HeartbeatJournalStorage` (a system attribute on the trial). Either way Optuna's
 ``study.optimize`` starts the heartbeat thread and fails stale trials before each new
-trial, so the search loop needs no extra call per trial.
+trial, so the search loop needs no extra call per trial; a worker that finds the budget
+spent calls :func:`wait_for_running_trials` so that a dead worker's trial, which still
+holds part of the budget, is noticed and run again rather than left RUNNING. SQLite
+studies run in write-ahead-log mode (see :func:`_use_write_ahead_log`).
 
 Passwords never reach logs or messages: :func:`mask_url` hides them.
 """

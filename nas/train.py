@@ -29,8 +29,8 @@ from tqdm import tqdm
 from .data import Normalization, Split, augment, batches, preprocess
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged",
-           "Distributed", "fit", "evaluate_accuracy", "learning_rate", "configure_threads",
-           "default_device", "state_digest"]
+           "Distributed", "fit", "evaluate_accuracy", "recompute_batch_norm", "learning_rate",
+           "configure_threads", "default_device", "state_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision; takes effect on CUDA only
     seed: int = 0
     eval_batch_size: int = 1024
+    # Training images over which batch-norm statistics are recomputed before each
+    # evaluation (pycls's "precise BN"); 0 keeps the running averages.
+    precise_bn_images: int = 1024
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -238,6 +241,37 @@ def evaluate_accuracy(model: nn.Module, split: Split, *, resolution: int,
     return correct / images_seen if images_seen else 0.0
 
 
+@torch.no_grad()
+def recompute_batch_norm(model: nn.Module, split: Split, *, images: int, batch_size: int,
+                         resolution: int, normalization: Normalization, device: torch.device,
+                         channels_last: bool, seed: int) -> None:
+    """Replace the running mean/variance of every batch-norm layer by their plain average
+    over ``images`` training images (the model's training-mode forward, no gradients).
+
+    The exponential running averages lag far behind the weights in a short run: after a
+    few hundred steps the depthwise layers' variances still carry their initial value,
+    and the eval-mode network scores near chance (pycls, ``compute_precise_bn_stats``)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or images <= 0:
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    was_training = model.training
+    model.train()
+    seen = 0
+    for batch, _ in batches(split, min(batch_size, images), shuffle=True, seed=seed):
+        model(preprocess(batch.to(device, non_blocking=True), resolution, normalization,
+                         channels_last=channels_last))
+        seen += len(batch)
+        if seen >= images:
+            break
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
 def _average_buffers(model: nn.Module, distributed: Distributed) -> None:
     """Average the batch-norm running statistics over the ranks: each rank updated them
     on its own share of the last batches, and evaluation and checkpoints need one model."""
@@ -352,11 +386,16 @@ def fit(model: nn.Module, *, train: Split, val: Split, normalization: Normalizat
                                          acc=f"{float(correct) / seen:.3f}",
                                          img_s=f"{seen * world / max(elapsed, 1e-9):.0f}",
                                          refresh=False)
-            if distributed is not None:
-                _average_buffers(model, distributed)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_seconds = time.perf_counter() - epoch_started
+            recompute_batch_norm(model, train, images=config.precise_bn_images // world,
+                                 batch_size=per_rank_batch, resolution=config.resolution,
+                                 normalization=normalization, device=device,
+                                 channels_last=config.channels_last,
+                                 seed=config.seed + 7919 * (epoch + 1) + rank)
+            if distributed is not None:
+                _average_buffers(model, distributed)
             loss_total, correct_total, seen_total = _all_reduce_sum(
                 [float(loss_sum), float(correct), float(seen)], device, distributed)
             val_accuracy = (evaluate_accuracy(network, val, resolution=config.resolution,

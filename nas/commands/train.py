@@ -79,6 +79,8 @@ def register(subparsers) -> None:
                              "score epochs on the test set)")
     parser.add_argument("--subset", type=int, metavar="N", help="train on N random training images")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads per process "
+                        "(default: this machine's usable cores / processes on it)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar; one line per epoch")
     parser.set_defaults(handler=run)
@@ -153,7 +155,13 @@ def run(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
     main = distributed is None or distributed.is_main
     say = print if main else (lambda *_a, **_k: None)
-    threads = configure_threads(distributed.local_world_size if distributed else 1)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"--threads {args.threads} must be at least 1")
+        torch.set_num_threads(args.threads)
+        threads = args.threads
+    else:
+        threads = configure_threads(distributed.local_world_size if distributed else 1)
     device = _device(args, distributed)
     genome = load_genome(args.genome)
     data = load_dataset(args.dataset, args.data_dir)
@@ -321,7 +329,7 @@ def _metrics(*, name: str, genome: Genome, data: Dataset, settings: dict[str, An
         "images_per_second": round(images / train_seconds, 1) if train_seconds else 0.0,
         "device": str(device),
         "world_size": world,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "threads": torch.get_num_threads(),
         "history": history,
     }

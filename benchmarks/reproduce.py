@@ -1,0 +1,809 @@
+"""Reproduce the EfficientNet and fast-scaling claims on Fashion-MNIST (issue 8).
+
+Parts (numbered as in the issue; part 1, the search, is the lead's default search, whose
+``best.json`` this script reads as the "searched" baseline):
+
+2. Scaling curves (EfficientNet, Tan & Le 2019, Figures 3 and 8): from the searched
+   baseline and from EfficientNet-B0, members at multiply-add multipliers of about 2, 4
+   and 8 (phi 1..3) by compound scaling (alpha 1.2, beta 1.1, gamma 1.15), by width
+   alone, by depth alone and by resolution alone; accuracy against multiply-adds.
+3. Fast against uniform compound scaling (Dollar, Singh & Girshick 2021): from
+   EfficientNet-B0, fast scaling (a = 0.8) against uniform scaling (a = 1/3) at the same
+   multipliers: accuracy, activations, training images/second and batch-1 inference
+   latency measured on this machine (interleaved rounds, median).
+4. Searched against hand-designed: the compound family of the searched baseline against
+   EfficientNet-B0's (the part-2 compound members, reused).
+
+One fixed protocol trains every member so that numbers compare: the same seeded subset
+of the Fashion-MNIST training set, the same epochs, batch and optimizer (nas.train.fit's
+defaults: AdamW, one-cycle, label smoothing 0.1), at 32 px times the member's resolution
+multiplier; accuracy on a fixed seeded subset of the Fashion-MNIST test set.
+
+Resumable: every member writes ``members/seed<k>/<base>/<member>/metrics.json``
+(atomically) when it finishes and is skipped when that file exists, so a killed run
+continues where it stopped. A folder started with another protocol or another baseline
+genome is refused rather than mixed.
+
+Writes into ``--out`` (default runs/reference): protocol.json, baseline/ (the searched
+genome and the search's best.json, trials.csv, report.html), families/<base>/<method>/
+(``nas scale`` output: b0..b3.json, family.json/.csv/.png/.html), members/ (metrics),
+speed.json (part 3), results.json, results.csv, summary.md and part2_*.png, part3.png,
+part4.png, latency.png. Usage:
+
+    python3 benchmarks/reproduce.py [--out runs/reference] [--seeds 0 1] [--parts 2 3 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from nas.common import UsageError, atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+from nas.data import Split, batches, load_dataset, preprocess, proxy_resolution, take_subset  # noqa: E402
+from nas.latency import measure_latency  # noqa: E402
+from nas.train import TrainConfig, TrainingDiverged, evaluate_accuracy, fit  # noqa: E402
+from scaling import family  # noqa: E402
+from space import Genome, NasError, build, cost, presets  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+B0 = "efficientnet-b0"
+SEARCHED = "searched"
+BASES = (SEARCHED, B0)
+# The lead's default search (`nas search` on Fashion-MNIST at 400M multiply-adds).
+DEFAULT_BASELINE = Path("runs/fashion-mnist-400M-proxy-train/best.json")
+PART2_METHODS = ("compound", "width", "depth", "resolution")
+FAST_A = 0.8  # Dollar et al. 2021's "dWr"
+UNIFORM_A = 1 / 3  # Dollar et al. 2021's "dwr": uniform compound scaling
+# Families in training priority: when time runs short, the compound families (parts 2
+# and 4) and the fast/uniform pair (part 3) are the ones finished first at every phi.
+FAMILY_ORDER = ("compound", "fast-a0.8", "fast-a0.333", "width", "resolution", "depth")
+
+
+class ReproduceError(NasError):
+    """A reproduction request that cannot be honoured (mixed protocols, missing baseline)."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What every member is trained and measured with; stored in protocol.json.
+
+    ``subset`` training images (seeded by ``data_seed`` from the 60,000), ``epochs``,
+    ``batch_size`` (nas.train.fit's defaults otherwise: AdamW at 4e-3 x sqrt(batch/256),
+    one-cycle, label smoothing 0.1, no augmentation), accuracy on ``test_size`` seeded
+    test images (all 10,000 when None), input ``resolution`` x the member's resolution
+    multiplier, ``threads`` torch threads. Defaults: what fits the issue's CPU budget."""
+
+    subset: int = 4096
+    epochs: int = 1
+    batch_size: int = 32
+    test_size: Optional[int] = 2000
+    resolution: int = 32
+    data_seed: int = 0
+    max_phi: int = 3
+    threads: Optional[int] = None
+    # pycls's classifier initialisation (normal, std 0.01). space.build uses torchvision's
+    # uniform +-1/sqrt(num_classes), which for 10 classes starts with logits of std ~4
+    # (train-mode loss 5.7 at 32 px) and wastes most of a short run; None keeps it.
+    classifier_std: Optional[float] = 0.01
+    # Precise batch-norm statistics (pycls; Wu & Johnson 2021) from this many training
+    # images before testing: after ~100 steps the running averages lag the weights
+    # (EfficientNet-B0 on 2,048 images: 8% test accuracy before, 47% after).
+    precise_bn_images: int = 512
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One member to train: ``member_id`` names its folder (``<base>/<family>-b<phi>``,
+    or ``<base>/b0`` for the base genome, which every family of that base shares)."""
+
+    base: str
+    family: str
+    phi: int
+    genome: Genome
+    deploy_flops: int
+    parts: tuple[int, ...]
+
+    @property
+    def member_id(self) -> str:
+        return f"{self.base}/b0" if self.phi == 0 else f"{self.base}/{self.family}-b{self.phi}"
+
+
+def family_specs(parts: Sequence[int], bases: Sequence[str],
+                 methods: Optional[Sequence[str]]) -> list[tuple[str, str, str, Optional[float], tuple[int, ...]]]:
+    """(base, family label, scaling method, fast alpha, parts) for every family needed."""
+    specs: dict[tuple[str, str], tuple[str, Optional[float], set[int]]] = {}
+
+    def add(base: str, label: str, method: str, alpha: Optional[float], part: int) -> None:
+        if base not in bases or (methods is not None and label not in methods):
+            return
+        specs.setdefault((base, label), (method, alpha, set()))[2].add(part)
+
+    for base in BASES:
+        if 2 in parts:
+            for method in PART2_METHODS:
+                add(base, method, method, None, 2)
+        if 4 in parts:
+            add(base, "compound", "compound", None, 4)
+    if 3 in parts:
+        add(B0, "fast-a0.8", "fast", FAST_A, 3)
+        add(B0, "fast-a0.333", "fast", UNIFORM_A, 3)
+    return [(base, label, method, alpha, tuple(sorted(found)))
+            for (base, label), (method, alpha, found) in specs.items()]
+
+
+def plan(base_genomes: dict[str, Genome], specs, protocol: Protocol,
+         num_classes: int, in_channels: int) -> list[Job]:
+    """Every member to train once per seed, phi-0 shared, ordered by phi then family."""
+    jobs: dict[str, Job] = {}
+    for base, label, method, alpha, parts in specs:
+        if base not in base_genomes:
+            continue
+        coefficients = {"alpha": alpha} if alpha is not None else {}
+        for member in family(base_genomes[base], range(protocol.max_phi + 1), method,
+                             num_classes=num_classes, in_channels=in_channels, **coefficients):
+            job = Job(base=base, family=label, phi=int(member.phi), genome=member.genome,
+                      deploy_flops=member.cost.flops, parts=parts)
+            previous = jobs.get(job.member_id)
+            if previous is not None:
+                job = dataclasses.replace(previous, parts=tuple(sorted(set(previous.parts) | set(parts))))
+            jobs[job.member_id] = job
+    return sorted(jobs.values(), key=lambda j: (j.phi, FAMILY_ORDER.index(j.family)
+                                                if j.family in FAMILY_ORDER else 99, j.base))
+
+
+# -- baseline and family files -----------------------------------------------------------------
+
+
+def find_baseline(explicit: Optional[str]) -> Optional[Path]:
+    """``--baseline``, else the default search's best.json, else the newest runs/*/best.json."""
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ReproduceError(f"--baseline {explicit!r} does not exist; give a genome JSON "
+                                 "(runs/<study>/best.json) or --bases efficientnet-b0")
+        return path
+    default = ROOT / DEFAULT_BASELINE
+    if default.is_file():
+        return default
+    candidates = sorted((ROOT / "runs").glob("*/best.json"), key=lambda p: p.stat().st_mtime)
+    candidates = [p for p in candidates if "reference" not in p.parts]
+    if candidates:
+        log.warning("%s not found; using the newest search result %s", DEFAULT_BASELINE,
+                    candidates[-1])
+        return candidates[-1]
+    return None
+
+
+def copy_search_run(best: Path, out: Path) -> Path:
+    """Keep the search's small outputs beside the reference run; returns the genome copy."""
+    folder = out / "baseline"
+    for name in ("best.json", "trials.csv", "report.html", "pareto.json"):
+        source = best.parent / name
+        if source.is_file() and source.stat().st_size < 8_000_000:
+            atomic_write_bytes(folder / name, source.read_bytes())
+    atomic_write_text(folder / "source.txt", f"{best.resolve()}\n")
+    return folder / "best.json"
+
+
+def write_family_files(genome_spec: str, label: str, method: str, alpha: Optional[float],
+                       max_phi: int, folder: Path, num_classes: int, in_channels: int) -> None:
+    """``nas scale`` into ``folder`` (its own parser and handler: the files a user gets)."""
+    if (folder / "family.json").is_file():
+        return
+    from nas.commands import scale as scale_command
+
+    parser = argparse.ArgumentParser(prog="nas")
+    scale_command.register(parser.add_subparsers())
+    argv = ["scale", "--genome", genome_spec, "--phi", f"0..{max_phi}", "--method", method,
+            "--num-classes", str(num_classes), "--in-channels", str(in_channels),
+            "--out", str(folder)]
+    if alpha is not None:
+        argv += ["--alpha", repr(alpha)]
+    args = parser.parse_args(argv)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        args.handler(args)
+    atomic_write_text(folder / "family.txt", "$ nas " + " ".join(argv) + "\n" + printed.getvalue())
+
+
+# -- training and measuring ----------------------------------------------------------------------
+
+
+def member_folder(out: Path, seed: int, job: Job) -> Path:
+    return out / "members" / f"seed{seed}" / job.member_id
+
+
+def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test: Split,
+                 data, quiet: bool) -> dict[str, Any]:
+    """Train one member with the protocol; returns its metrics (accuracy in [0, 1])."""
+    resolution = proxy_resolution(protocol.resolution, job.genome.resolution_multiplier)
+    trained_cost = cost(job.genome, resolution=resolution, num_classes=data.num_classes,
+                        in_channels=data.in_channels)
+    config = TrainConfig(epochs=protocol.epochs, batch_size=protocol.batch_size,
+                         resolution=resolution, seed=seed)
+    torch.manual_seed(seed)
+    model = build(job.genome, num_classes=data.num_classes, in_channels=data.in_channels)
+    if protocol.classifier_std is not None:
+        nn.init.normal_(model.classifier.weight, std=protocol.classifier_std)
+    started = time.perf_counter()
+    empty = Split(images=test.images[:0], labels=test.labels[:0])
+    record: dict[str, Any] = {
+        "member": job.member_id, "name": job.genome.name, "base": job.base,
+        "family": job.family, "phi": job.phi, "parts": list(job.parts), "seed": seed,
+        "resolution": resolution, "flops": trained_cost.flops, "params": trained_cost.params,
+        "activations": trained_cost.activations, "deploy_resolution": job.genome.resolution,
+        "deploy_flops": job.deploy_flops, "genome_key": job.genome.key(),
+        "genome": job.genome.to_dict(), "protocol": protocol.to_dict(),
+        "train_config": config.to_dict()}
+    try:
+        result = fit(model, train=train, val=empty, normalization=data.normalization,
+                     config=config, device=torch.device("cpu"), quiet=quiet,
+                     description=job.member_id)
+    except TrainingDiverged as error:
+        return {**record, "test_accuracy": None, "failed": str(error),
+                "seconds": round(time.perf_counter() - started, 2)}
+    train_seconds = time.perf_counter() - started
+    recompute_bn_statistics(model, take_subset(train, protocol.precise_bn_images,
+                                               protocol.data_seed + 1),
+                            resolution=resolution, normalization=data.normalization)
+    accuracy = evaluate_accuracy(model, test, resolution=resolution,
+                                 normalization=data.normalization, device=torch.device("cpu"),
+                                 batch_size=500, channels_last=True, amp=False)
+    latency = measure_latency(job.genome, resolution=resolution, num_classes=data.num_classes,
+                              in_channels=data.in_channels, batch_size=1, repeats=10, warmup=2)
+    return {**record, "test_accuracy": round(accuracy, 6), "test_images": len(test),
+            "train_images_per_second": round(result.images_per_second, 1),
+            "latency_b1_ms": round(1e3 * latency, 3), "history": result.history,
+            "train_seconds": round(train_seconds, 2),
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def recompute_bn_statistics(model: nn.Module, images: Split, *, resolution: int,
+                            normalization, batch_size: int = 128) -> None:
+    """Replace every batch norm's running mean and variance by their exact average over
+    ``images`` under the final weights (pycls's precise BN), in place; no weight changes."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or not len(images):
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over the batches below
+    model.train()
+    with torch.no_grad():
+        for batch, _ in batches(images, batch_size, shuffle=False):
+            model(preprocess(batch, resolution, normalization, channels_last=True))
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
+
+
+def measure_speed(jobs: Sequence[Job], *, train: Split, data, protocol: Protocol,
+                  rounds: int) -> dict[str, Any]:
+    """Part 3's runtimes, interleaved over ``rounds`` so that a change in the machine's
+    load hits every member alike: batch-1 inference latency (median of 10 forward passes,
+    nas.latency) and training images/second (nas.train.fit over 2 batches, second epoch,
+    so allocation is not timed). Medians over rounds."""
+    samples: dict[str, dict[str, list[float]]] = {j.member_id: {"latency": [], "train": []}
+                                                  for j in jobs}
+    probe = take_subset(train, 2 * protocol.batch_size, protocol.data_seed)
+    empty = Split(images=probe.images[:0], labels=probe.labels[:0])
+    progress = tqdm(total=rounds * len(jobs), desc="part 3 speed", unit="member",
+                    dynamic_ncols=True)
+    for _ in range(rounds):
+        for job in jobs:
+            resolution = proxy_resolution(protocol.resolution, job.genome.resolution_multiplier)
+            latency = measure_latency(job.genome, resolution=resolution,
+                                      num_classes=data.num_classes,
+                                      in_channels=data.in_channels, batch_size=1, repeats=10,
+                                      warmup=2)
+            torch.manual_seed(0)
+            model = build(job.genome, num_classes=data.num_classes, in_channels=data.in_channels)
+            result = fit(model, train=probe, val=empty, normalization=data.normalization,
+                         config=TrainConfig(epochs=2, batch_size=protocol.batch_size,
+                                            resolution=resolution), device=torch.device("cpu"))
+            samples[job.member_id]["latency"].append(1e3 * latency)
+            samples[job.member_id]["train"].append(result.history[-1]["images_per_second"])
+            progress.update(1)
+            progress.set_postfix(member=job.member_id, ms=f"{1e3 * latency:.1f}")
+    progress.close()
+    return {"rounds": rounds, "threads": torch.get_num_threads(), "members": {
+        member: {"latency_b1_ms": round(statistics.median(values["latency"]), 3),
+                 "latency_b1_ms_samples": [round(v, 3) for v in values["latency"]],
+                 "train_images_per_second": round(statistics.median(values["train"]), 1),
+                 "train_images_per_second_samples": values["train"]}
+        for member, values in samples.items()}}
+
+
+# -- results, tables and plots ---------------------------------------------------------------------
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted((out / "members").glob("seed*/*/*/metrics.json")):
+        rows.append(json.loads(path.read_text()))
+    return rows
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per member: accuracy mean over seeds, spread (max - min), seeds, costs, runtimes."""
+    by_member: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("test_accuracy") is not None:
+            by_member.setdefault(row["member"], []).append(row)
+    result = {}
+    for member, runs in by_member.items():
+        accuracies = [r["test_accuracy"] for r in runs]
+        first = runs[0]
+        result[member] = {
+            "member": member, "base": first["base"], "family": first["family"],
+            "phi": first["phi"], "resolution": first["resolution"], "flops": first["flops"],
+            "params": first["params"], "activations": first["activations"],
+            "deploy_flops": first["deploy_flops"], "seeds": sorted(r["seed"] for r in runs),
+            "accuracy": float(np.mean(accuracies)), "accuracies": accuracies,
+            "spread": float(max(accuracies) - min(accuracies)),
+            "train_images_per_second": float(np.median([r["train_images_per_second"] for r in runs])),
+            "latency_b1_ms": float(np.median([r["latency_b1_ms"] for r in runs])),
+            "seconds": float(sum(r["seconds"] for r in runs))}
+    return result
+
+
+def family_rows(members: dict[str, dict[str, Any]], base: str, label: str) -> list[dict[str, Any]]:
+    """The members of one family, phi 0 (the shared base) first."""
+    rows = [m for m in members.values() if m["base"] == base
+            and (m["phi"] == 0 or m["family"] == label)]
+    return sorted(rows, key=lambda m: m["phi"])
+
+
+def _percent(row: dict[str, Any]) -> str:
+    text = f"{100 * row['accuracy']:.2f}"
+    if len(row["seeds"]) > 1:
+        text += f" ± {50 * row['spread']:.2f} (n={len(row['seeds'])})"
+    return text
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _millions(value: float) -> str:
+    return f"{value / 1e6:.1f}M"
+
+
+def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
+                     bases: dict[str, str]) -> str:
+    """Tables of all parts (accuracy in %, mean ± half the max-min spread over seeds)."""
+    parts = []
+    headers = ["family", "phi", "px", "multiply-adds", "x b0", "params", "activations",
+               "test acc %", "train img/s", "latency b1 ms"]
+    for base in BASES:
+        if not any(m["base"] == base for m in members.values()):
+            continue
+        parts.append(f"### Part 2: {bases.get(base, base)} scaled by one method at a time\n")
+        table = []
+        for label in PART2_METHODS:
+            for row in family_rows(members, base, label):
+                reference = members.get(f"{base}/b0")
+                ratio = row["flops"] / reference["flops"] if reference else math.nan
+                table.append([label, row["phi"], row["resolution"], _millions(row["flops"]),
+                              f"{ratio:.2f}", _millions(row["params"]),
+                              _millions(row["activations"]), _percent(row),
+                              f"{row['train_images_per_second']:.0f}",
+                              f"{row['latency_b1_ms']:.1f}"])
+        parts.append(markdown_table(headers, table) + "\n")
+    fast = [row for label in ("fast-a0.8", "fast-a0.333") for row in family_rows(members, B0, label)
+            if row["family"] == label or row["phi"] == 0]
+    if any(row["phi"] > 0 for row in fast):
+        parts.append("### Part 3: fast (a = 0.8) against uniform (a = 1/3) scaling of "
+                     "EfficientNet-B0\n")
+        table = []
+        for label in ("fast-a0.8", "fast-a0.333"):
+            for row in family_rows(members, B0, label):
+                measured = (speed or {}).get("members", {}).get(row["member"], {})
+                table.append([label, row["phi"], row["resolution"], _millions(row["flops"]),
+                              _millions(row["activations"]), _percent(row),
+                              f"{measured.get('train_images_per_second', math.nan):.0f}",
+                              f"{measured.get('latency_b1_ms', math.nan):.1f}",
+                              f"{row['train_images_per_second']:.0f}"])
+        parts.append(markdown_table(["family", "phi", "px", "multiply-adds", "activations",
+                                     "test acc %", "train img/s (interleaved)",
+                                     "latency b1 ms (interleaved)", "train img/s (during run)"],
+                                    table) + "\n")
+    compound = [row for base in BASES for row in family_rows(members, base, "compound")]
+    if {row["base"] for row in compound} == set(BASES):
+        parts.append("### Part 4: compound families, searched against EfficientNet-B0\n")
+        table = [[bases.get(row["base"], row["base"]), row["phi"], row["resolution"],
+                  _millions(row["flops"]), _millions(row["params"]), _percent(row)]
+                 for row in compound]
+        parts.append(markdown_table(["base", "phi", "px", "multiply-adds", "params",
+                                     "test acc %"], table) + "\n")
+    return "\n".join(parts)
+
+
+_STYLE = {"compound": ("tab:red", "o"), "width": ("tab:blue", "s"), "depth": ("tab:green", "^"),
+          "resolution": ("tab:purple", "D"), "fast-a0.8": ("tab:orange", "o"),
+          "fast-a0.333": ("tab:gray", "s"), SEARCHED: ("tab:red", "o"), B0: ("tab:blue", "s")}
+
+
+def _curve(axis, rows: Sequence[dict[str, Any]], x_key: str, label: str, style_key: str) -> None:
+    color, marker = _STYLE[style_key]
+    xs = [row[x_key] for row in rows]
+    ys = [100 * row["accuracy"] for row in rows]
+    spread = [[100 * (row["accuracy"] - min(row["accuracies"])) for row in rows],
+              [100 * (max(row["accuracies"]) - row["accuracy"]) for row in rows]]
+    axis.errorbar(xs, ys, yerr=spread, color=color, marker=marker, capsize=3, label=label)
+
+
+def _save(figure, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
+                bases: dict[str, str], protocol: Protocol) -> list[str]:
+    """part2_<base>.png, part3.png, part4.png, latency.png; returns the names written."""
+    from matplotlib.figure import Figure
+
+    caption = (f"Fashion-MNIST, {protocol.subset} training images x {protocol.epochs} epoch(s), "
+               f"{protocol.resolution} px x resolution multiplier; error bars: min-max over seeds")
+    written = []
+    for base in BASES:
+        if not any(m["base"] == base and m["phi"] > 0 for m in members.values()):
+            continue
+        figure = Figure(figsize=(7.5, 5), layout="constrained")
+        axis = figure.subplots()
+        for label in PART2_METHODS:
+            rows = family_rows(members, base, label)
+            if len(rows) > 1:
+                _curve(axis, rows, "flops", label, label)
+        _finish_axis(axis, "multiply-adds per image (as trained)", "test accuracy (%)")
+        figure.suptitle(f"Part 2: scaling {bases.get(base, base)} by one dimension or all three")
+        figure.supxlabel(caption, fontsize=8)
+        _save(figure, out / f"part2_{base}.png")
+        written.append(f"part2_{base}.png")
+    fast_rows = {label: family_rows(members, B0, label) for label in ("fast-a0.8", "fast-a0.333")}
+    if any(len(rows) > 1 for rows in fast_rows.values()):
+        figure = Figure(figsize=(15, 4.5), layout="constrained")
+        accuracy_axis, activation_axis, speed_axis = figure.subplots(1, 3)
+        measured = (speed or {}).get("members", {})
+        for label, rows in fast_rows.items():
+            name = "fast a=0.8" if label == "fast-a0.8" else "uniform a=1/3"
+            _curve(accuracy_axis, rows, "flops", name, label)
+            color, marker = _STYLE[label]
+            activation_axis.plot([r["flops"] for r in rows], [r["activations"] for r in rows],
+                                 color=color, marker=marker, label=name)
+            timed = [r for r in rows if r["member"] in measured]
+            speed_axis.plot([r["flops"] for r in timed],
+                            [measured[r["member"]]["latency_b1_ms"] for r in timed],
+                            color=color, marker=marker, label=f"{name}: latency b1 (ms)")
+            speed_axis.plot([r["flops"] for r in timed],
+                            [1e3 / measured[r["member"]]["train_images_per_second"] for r in timed],
+                            color=color, marker=marker, linestyle="--",
+                            label=f"{name}: training ms per image")
+        _finish_axis(accuracy_axis, "multiply-adds per image", "test accuracy (%)")
+        _finish_axis(activation_axis, "multiply-adds per image", "activations per image")
+        activation_axis.set_yscale("log")
+        _finish_axis(speed_axis, "multiply-adds per image", "milliseconds (this CPU)")
+        speed_axis.set_yscale("log")
+        figure.suptitle("Part 3: fast scaling (a = 0.8) against uniform compound scaling "
+                        "(a = 1/3) of EfficientNet-B0")
+        figure.supxlabel(caption, fontsize=8)
+        _save(figure, out / "part3.png")
+        written.append("part3.png")
+    compound = {base: family_rows(members, base, "compound") for base in BASES}
+    if all(len(rows) > 1 for rows in compound.values()):
+        figure = Figure(figsize=(7.5, 5), layout="constrained")
+        axis = figure.subplots()
+        for base, rows in compound.items():
+            _curve(axis, rows, "flops", f"{bases.get(base, base)} (compound)", base)
+        _finish_axis(axis, "multiply-adds per image (as trained)", "test accuracy (%)")
+        figure.suptitle("Part 4: searched baseline against EfficientNet-B0, compound families")
+        figure.supxlabel(caption, fontsize=8)
+        _save(figure, out / "part4.png")
+        written.append("part4.png")
+    if len(members) >= 3:
+        figure = Figure(figsize=(11, 4.5), layout="constrained")
+        for axis, key, label in zip(figure.subplots(1, 2), ("flops", "activations"),
+                                    ("multiply-adds", "activations")):
+            for style in FAMILY_ORDER:
+                rows = [m for m in members.values() if m["family"] == style and m["phi"] > 0]
+                if rows:
+                    color, marker = _STYLE[style]
+                    axis.scatter([r[key] for r in rows], [r["latency_b1_ms"] for r in rows],
+                                 color=color, marker=marker, label=style)
+            bases_rows = [m for m in members.values() if m["phi"] == 0]
+            axis.scatter([r[key] for r in bases_rows], [r["latency_b1_ms"] for r in bases_rows],
+                         color="black", marker="*", label="phi 0")
+            values = [m[key] for m in members.values()]
+            latency = [m["latency_b1_ms"] for m in members.values()]
+            r = float(np.corrcoef(np.log(values), np.log(latency))[0, 1])
+            _finish_axis(axis, f"{label} per image", "latency, batch 1 (ms, during the run)")
+            axis.set_yscale("log")
+            axis.set_title(f"{label}: Pearson r of logs = {r:.3f}")
+        figure.suptitle("Which cost predicts CPU latency? Every trained member")
+        _save(figure, out / "latency.png")
+        written.append("latency.png")
+    return written
+
+
+def _finish_axis(axis, xlabel: str, ylabel: str) -> None:
+    axis.set_xscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=8)
+
+
+def latency_correlations(members: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Pearson correlation of log latency with log multiply-adds, activations, params."""
+    if len(members) < 3:
+        return {}
+    latency = np.log([m["latency_b1_ms"] for m in members.values()])
+    return {key: round(float(np.corrcoef(np.log([m[key] for m in members.values()]),
+                                         latency)[0, 1]), 4)
+            for key in ("flops", "activations", "params")}
+
+
+def write_results(out: Path, protocol: Protocol, bases: dict[str, str]) -> dict[str, Any]:
+    """results.json, results.csv, summary.md and the plots from whatever members exist."""
+    rows = collect(out)
+    members = aggregate(rows)
+    speed_path = out / "speed.json"
+    speed = json.loads(speed_path.read_text()) if speed_path.is_file() else None
+    summary = {"protocol": protocol.to_dict(), "bases": bases,
+               "latency_correlations_log": latency_correlations(members),
+               "members": list(members.values())}
+    atomic_write_json(out / "results.json", summary)
+    buffer = io.StringIO()
+    fields = ["member", "base", "family", "phi", "seed", "resolution", "flops", "params",
+              "activations", "deploy_flops", "test_accuracy", "train_images_per_second",
+              "latency_b1_ms", "seconds", "failed"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(sorted(rows, key=lambda r: (r["member"], r["seed"])))
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    atomic_write_text(out / "summary.md", summary_markdown(members, speed, bases))
+    summary["plots"] = write_plots(out, members, speed, bases, protocol)
+    return summary
+
+
+# -- the driver --------------------------------------------------------------------------------------
+
+
+class Bases:
+    """The base genomes: EfficientNet-B0 and, once there is one, the searched baseline.
+
+    The searched genome is taken from ``explicit`` (--baseline), else the copy a previous
+    run left in ``out/baseline`` (so a reference folder stays self-consistent), else the
+    default search's best.json, else the newest runs/*/best.json."""
+
+    def __init__(self, *, out: Path, wanted: Sequence[str], explicit: Optional[str]) -> None:
+        self.out, self.wanted, self.explicit = out, tuple(wanted), explicit
+        self.genomes: dict[str, Genome] = {B0: presets.get(B0)} if B0 in wanted else {}
+        self.specs: dict[str, str] = {B0: B0}
+
+    def load(self, *, announce: bool = False) -> bool:
+        """Load the searched baseline if wanted and found; True when it was newly loaded."""
+        if SEARCHED not in self.wanted or SEARCHED in self.genomes:
+            return False
+        kept = self.out / "baseline" / "best.json"
+        if self.explicit is None and kept.is_file():
+            best = kept
+        else:
+            best = find_baseline(self.explicit)
+            if best is None:
+                if announce:
+                    log.warning("no searched baseline yet (%s missing): training the "
+                                "EfficientNet-B0 members; the searched ones join when it "
+                                "appears", DEFAULT_BASELINE)
+                return False
+            best = copy_search_run(best, self.out)
+        self.genomes[SEARCHED] = Genome.from_json(best)
+        self.specs[SEARCHED] = str(best)
+        tqdm.write(f"searched baseline: {best} ({self.genomes[SEARCHED].name})")
+        return True
+
+    def descriptions(self) -> dict[str, str]:
+        text = {B0: "EfficientNet-B0"}
+        kept = self.out / "baseline" / "best.json"
+        if kept.is_file():
+            text[SEARCHED] = f"searched ({Genome.from_json(kept).name or 'best.json'})"
+        return text
+
+
+def run_member(job: Job, *, seed: int, out: Path, protocol: Protocol, train: Split,
+               test: Split, data, quiet: bool, progress: tqdm) -> str:
+    """Train one member unless its metrics exist; "trained", "skipped" or "failed"."""
+    path = member_folder(out, seed, job) / "metrics.json"
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("genome_key") != job.genome.key():
+            raise ReproduceError(f"{path} was trained for another genome (a different "
+                                 "baseline?); pass another --out or remove that folder")
+        progress.update(1)
+        return "skipped"
+    progress.set_postfix(member=f"{job.member_id} s{seed}", refresh=True)
+    metrics = train_member(job, seed=seed, protocol=protocol, train=train, test=test,
+                           data=data, quiet=quiet)
+    atomic_write_json(path, metrics)
+    progress.update(1)
+    accuracy = metrics.get("test_accuracy")
+    progress.set_postfix(member=f"{job.member_id} s{seed}",
+                         acc="failed" if accuracy is None else f"{accuracy:.4f}",
+                         img_s=f"{metrics.get('train_images_per_second', 0):.0f}")
+    tqdm.write(f"{job.member_id} seed {seed}: "
+               + ("failed: " + metrics["failed"] if accuracy is None else
+                  f"test accuracy {accuracy:.4f}, {metrics['train_images_per_second']:.0f} "
+                  f"img/s, {metrics['seconds']:.0f} s"))
+    return "failed" if accuracy is None else "trained"
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "torch": torch.__version__, "platform": platform.platform(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def check_protocol(out: Path, protocol: Protocol) -> None:
+    path = out / "protocol.json"
+    if path.is_file():
+        stored = json.loads(path.read_text()).get("protocol")
+        if stored != protocol.to_dict():
+            raise ReproduceError(f"{out} was started with protocol {stored}; this run asks for "
+                                 f"{protocol.to_dict()}: pass the same options or another --out")
+
+
+def record_run(out: Path, protocol: Protocol, argv: Optional[Sequence[str]]) -> None:
+    """protocol.json: the protocol, and every command run into this folder with its
+    machine and start time (a resumed run appends one entry)."""
+    path = out / "protocol.json"
+    runs = json.loads(path.read_text()).get("runs", []) if path.is_file() else []
+    command = " ".join(argv if argv is not None else sys.argv[1:])
+    runs.append({"command": f"python3 benchmarks/reproduce.py {command}".strip(),
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine()})
+    atomic_write_json(path, {"protocol": protocol.to_dict(), "runs": runs})
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = Protocol()
+    parser.add_argument("--out", default="runs/reference", help="run folder (default runs/reference)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="training seeds (default 0); each seed trains every member")
+    parser.add_argument("--parts", type=int, nargs="+", default=[2, 3, 4], choices=[2, 3, 4])
+    parser.add_argument("--bases", nargs="+", default=list(BASES), choices=BASES)
+    parser.add_argument("--families", nargs="+", choices=FAMILY_ORDER,
+                        help="train only these families (default: all the parts need)")
+    parser.add_argument("--baseline", help="searched genome (default: "
+                        f"{DEFAULT_BASELINE}, else the newest runs/*/best.json)")
+    parser.add_argument("--subset", type=int, default=defaults.subset,
+                        help=f"training images (default {defaults.subset})")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--test-size", type=int, default=defaults.test_size,
+                        help=f"test images, 0 for all 10,000 (default {defaults.test_size})")
+    parser.add_argument("--resolution", type=int, default=defaults.resolution,
+                        help="proxy resolution of phi 0 in pixels (default 32)")
+    parser.add_argument("--max-phi", type=int, default=defaults.max_phi,
+                        help="largest phi (multiplier 2^phi; default 3)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: all cores; on a "
+                        "machine shared with other jobs, 1 avoids oversubscription)")
+    parser.add_argument("--speed-rounds", type=int, default=2,
+                        help="interleaved rounds of the part-3 runtime measurement (default 2)")
+    parser.add_argument("--data", help="Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rebuild results, tables and plots from finished members")
+    parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Run the experiment; returns {"trained": n, "skipped": n, "failed": n, "summary": ...}."""
+    args = parse_args(argv)
+    if args.subset < 2 or args.epochs < 1 or args.batch_size < 2 or args.max_phi < 1:
+        raise UsageError("--subset >= 2, --epochs >= 1, --batch-size >= 2, --max-phi >= 1")
+    protocol = Protocol(subset=args.subset, epochs=args.epochs, batch_size=args.batch_size,
+                        test_size=args.test_size or None, resolution=args.resolution,
+                        max_phi=args.max_phi, threads=args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_protocol(out, protocol)
+    data = load_dataset("fashion-mnist", args.data)
+
+    bases = Bases(out=out, wanted=args.bases, explicit=args.baseline)
+    bases.load(announce=True)
+    record_run(out, protocol, argv)
+    specs = family_specs(args.parts, args.bases, args.families)
+
+    def current_plan() -> list[Job]:
+        for base, label, method, alpha, _ in specs:
+            if base in bases.genomes:
+                write_family_files(bases.specs[base], label, method, alpha, protocol.max_phi,
+                                   out / "families" / base / label, data.num_classes,
+                                   data.in_channels)
+        return plan(bases.genomes, specs, protocol, data.num_classes, data.in_channels)
+
+    jobs = current_plan()
+    counts = {"trained": 0, "skipped": 0, "failed": 0}
+    if not args.report_only:
+        train = take_subset(data.train, protocol.subset, protocol.data_seed)
+        test = take_subset(data.test, protocol.test_size, protocol.data_seed)
+        # Runtimes need no training, so part 3's are measured first: a run stopped for
+        # time still has them for every multiplier.
+        speed_jobs = [job for job in jobs if 3 in job.parts]
+        if speed_jobs and not (out / "speed.json").is_file():
+            atomic_write_json(out / "speed.json", measure_speed(
+                speed_jobs, train=train, data=data, protocol=protocol, rounds=args.speed_rounds))
+        done: set[tuple[int, str]] = set()
+        progress = tqdm(total=len(args.seeds) * len(jobs), desc="members", unit="member",
+                        dynamic_ncols=True, position=0)
+        while True:
+            pending = [(seed, job) for seed in args.seeds for job in jobs
+                       if (seed, job.member_id) not in done]
+            if not pending:
+                break
+            seed, job = pending[0]
+            done.add((seed, job.member_id))
+            outcome = run_member(job, seed=seed, out=out, protocol=protocol, train=train,
+                                 test=test, data=data, quiet=args.quiet, progress=progress)
+            counts[outcome] += 1
+            # The search may finish while this runs: its members join the queue, by phi.
+            if SEARCHED in args.bases and SEARCHED not in bases.genomes and bases.load():
+                jobs = current_plan()
+                progress.total = len(args.seeds) * len(jobs)
+                progress.refresh()
+        progress.close()
+    summary = write_results(out, protocol, bases.descriptions())
+    print((out / "summary.md").read_text())
+    print(f"latency vs cost (Pearson r of logs): {summary['latency_correlations_log']}")
+    print(f"trained {counts['trained']}, skipped {counts['skipped']} (already done), failed "
+          f"{counts['failed']}; wrote {out}/results.json, summary.md, {', '.join(summary['plots'])}")
+    return {**counts, "summary": summary}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        main()
+    except NasError as error:
+        print(f"reproduce: error: {error}", file=sys.stderr)
+        sys.exit(2)
