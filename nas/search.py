@@ -38,7 +38,8 @@ from .common import UsageError, atomic_write_json, atomic_write_text, check_writ
 from .evaluators import EVALUATORS, PROXY_DEFAULTS, EvaluationFailed, make_evaluator
 from .latency import measure_latency
 from .reward import RewardSpec, reward
-from .storage import StorageError, default_storage_url, fail_dead_local_workers, mask_url, open_storage, worker_id
+from .storage import (StorageError, default_storage_url, fail_dead_local_workers, mask_url,
+                      open_storage, wait_for_running_trials, worker_id)
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
            "default_study_name", "budget_used", "write_outputs"]
@@ -72,7 +73,7 @@ class SearchConfig:
     proxy_resolution: int = PROXY_DEFAULTS["resolution"]
     proxy_subset: int = PROXY_DEFAULTS["subset"]
     proxy_epochs: int = PROXY_DEFAULTS["epochs"]
-    n_trials: int = 16  # total for the study, over all workers and restarts
+    n_trials: int = 12  # total for the study, over all workers and restarts
     timeout: Optional[float] = None  # seconds for this process
     seed: int = 0
     sampler: Optional[str] = None  # None: TPE for one objective, NSGA-II for the Pareto search
@@ -368,9 +369,18 @@ class _Search:
                         desc=f"search {self.study_name}", disable=config.quiet, dynamic_ncols=True)
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
-            while used < config.n_trials:
-                if config.timeout and time.monotonic() - started > config.timeout:
+            while True:
+                remaining = (None if not config.timeout
+                             else config.timeout - (time.monotonic() - started))
+                if remaining is not None and remaining <= 0:
                     break
+                if used >= config.n_trials:
+                    # Trials running elsewhere hold the rest of the budget; if their worker
+                    # dies, its re-queued copy must still be run by someone.
+                    if not wait_for_running_trials(self.study, timeout=remaining):
+                        break
+                    used = self._refresh()
+                    continue
                 self.study.optimize(self._objective, n_trials=1, catch=(EvaluationFailed,),
                                     gc_after_trial=False, show_progress_bar=False)
                 trial = _last_trial_of_this_worker(self.study)

@@ -74,7 +74,7 @@ def register(subparsers) -> None:
     study = parser.add_argument_group("study")
     study.add_argument("--space", dest="space_path", metavar="FILE",
                        help="search-space file (TOML/JSON); see `nas show --space`")
-    study.add_argument("--n-trials", type=int, default=16,
+    study.add_argument("--n-trials", type=int, default=12,
                        help="total evaluated trials of the study, over all workers and "
                             "restarts (not in addition: a rerun finishes the remainder)")
     study.add_argument("--timeout", type=float, help="stop this process after SECONDS")
