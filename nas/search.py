@@ -206,9 +206,12 @@ class _Search:
             resolution=config.proxy_resolution, subset=config.proxy_subset,
             epochs=config.proxy_epochs, seed=config.seed, quiet=True)
         _check_space_fits(self.space, config, self._metric_of)
-        check_writable_dir(self.run_dir, "run folder")
         self.storage_url = config.storage or default_storage_url(self.run_dir)
-        self.study = self._open_study()
+        # A storage the user names is opened before anything is created on disk, so a
+        # bad URL or password leaves no empty run folder behind.
+        storage = open_storage(self.storage_url) if config.storage else None
+        check_writable_dir(self.run_dir, "run folder")
+        self.study = self._open_study(storage or open_storage(self.storage_url))
         self.artifacts = dashboard.artifact_store_for(self.run_dir)
         self.digests: dict[str, FrozenTrial] = {}
         self.screened_in_a_row = 0
@@ -223,8 +226,7 @@ class _Search:
                 "resolution": self.resolution, "proxy_resolution": c.proxy_resolution,
                 "proxy_subset": c.proxy_subset, "proxy_epochs": c.proxy_epochs}
 
-    def _open_study(self) -> optuna.Study:
-        storage = open_storage(self.storage_url)
+    def _open_study(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
         directions = (["maximize", "minimize"] if self.config.objective == "multi"
                       else ["maximize"])
         try:
