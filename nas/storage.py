@@ -66,6 +66,12 @@ _URL_PASSWORD = re.compile(
 _DSN_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'[^']*'|\S+)", re.IGNORECASE)
 
 
+# How SQLite and PostgreSQL word a lost race to create Optuna's tables.
+_SCHEMA_RACE = re.compile(r"already exists|UNIQUE constraint failed: alembic_version|"
+                          r"duplicate key value violates unique constraint", re.IGNORECASE)
+_SCHEMA_ATTEMPTS = 5
+
+
 def mask_url(text: object) -> str:
     """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``, anywhere
     in ``text`` (URLs also appear inside driver error messages); ``password=secret`` ->
@@ -211,17 +217,25 @@ def open_storage(url: str) -> BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    try:
-        with warnings.catch_warnings():
-            # "heartbeat_interval is experimental" on every start would bury real messages.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
-                                 heartbeat_interval=interval, grace_period=grace,
-                                 heartbeat_stale_trial_callback=requeue)
-    except Exception as error:  # driver errors have no common base; all mean "cannot open"
-        text = str(error).strip()
-        reason = mask_url(text.splitlines()[0] if text else type(error).__name__)
-        raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
+    for attempt in range(_SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                # "heartbeat_interval is experimental" on every start would bury real messages.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
+                                     heartbeat_interval=interval, grace_period=grace,
+                                     heartbeat_stale_trial_callback=requeue)
+            break
+        except Exception as error:  # driver errors have no common base; all mean "cannot open"
+            text = str(error).strip()
+            if _SCHEMA_RACE.search(text) and attempt + 1 < _SCHEMA_ATTEMPTS:
+                # Workers started together on a new database all create Optuna's tables;
+                # the losers find them made a moment later.
+                log.debug("storage schema made by another worker meanwhile; opening again")
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            reason = mask_url(text.splitlines()[0] if text else type(error).__name__)
+            raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
     if parsed.get_backend_name() == "sqlite":
         _use_write_ahead_log(storage)
     return storage

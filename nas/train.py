@@ -36,10 +36,10 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine")
-# Peak learning rates at the default batch of 256 (scaled linearly with the batch for
-# SGD, Goyal et al. 2017; by its square root for AdamW). AdamW's was picked by
-# benchmarks/bench_proxy.py; SGD's is the usual 0.1 per 256 images.
-_BASE_LR = {"adamw": 4e-3, "sgd": 0.1}
+# Peak learning rates per 256 images (scaled linearly with the batch for SGD, Goyal et
+# al. 2017; by its square root for AdamW). AdamW's: the best of 2e-3..1.2e-2 for the
+# B0 proxy at batch 128 was 8e-3 (docs/training.md); SGD's is the usual 0.1 per 256.
+_BASE_LR = {"adamw": 0.011, "sgd": 0.1}
 _BASE_BATCH = 256
 _WEIGHT_DECAY = {"adamw": 0.05, "sgd": 5e-5}
 
@@ -70,6 +70,10 @@ class TrainConfig:
     # Training images over which batch-norm statistics are recomputed before each
     # evaluation (pycls's "precise BN"); 0 keeps the running averages.
     precise_bn_images: int = 1024
+    # Start from zero logits: the builder's classifier initialisation (torchvision's
+    # uniform +-1/sqrt(classes)) on 1280 features gives initial losses of 5-7 and costs
+    # a 3-epoch proxy on B0 about 9 points of accuracy (benchmarks/bench_proxy.py).
+    zero_init_classifier: bool = True
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -321,6 +325,11 @@ def fit(model: nn.Module, *, train: Split, val: Split, normalization: Normalizat
     total_steps = config.epochs * steps_per_epoch
     history = list(history or [])
 
+    if config.zero_init_classifier and start_epoch == 0 and optimizer_state is None:
+        classifier = getattr(model, "classifier", None)
+        if isinstance(classifier, nn.Linear):
+            nn.init.zeros_(classifier.weight)
+            nn.init.zeros_(classifier.bias)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device=device, memory_format=memory_format)
     network: nn.Module = model

@@ -80,7 +80,7 @@ def postgres_server(*, max_connections: int = 100) -> Iterator[str]:
                                  password=admin_password, dbname="postgres")
         admin.autocommit = True
         with admin.cursor() as cursor:
-            cursor.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD %s", (password,))
+            cursor.execute(f"CREATE ROLE {ROLE} LOGIN CREATEDB PASSWORD %s", (password,))
             cursor.execute(f"CREATE DATABASE {DATABASE} OWNER {ROLE}")
         admin.close()
         yield f"postgresql://{ROLE}:{password}@127.0.0.1:{port}/{DATABASE}"

@@ -67,7 +67,7 @@ def register(subparsers) -> None:
                              "the genome trains at this x its resolution_multiplier")
     parser.add_argument("--batch-size", type=int, help="global batch (default 256)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="default adamw")
-    parser.add_argument("--lr", type=float, help="peak learning rate (default: 4e-3 x "
+    parser.add_argument("--lr", type=float, help="peak learning rate (default: 0.011 x "
                         "sqrt(batch/256) for AdamW, 0.1 x batch/256 for SGD)")
     parser.add_argument("--weight-decay", type=float, help="default 0.05 (AdamW), 5e-5 (SGD)")
     parser.add_argument("--schedule", choices=SCHEDULES, help="default onecycle")

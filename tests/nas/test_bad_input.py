@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def _with(path: tuple, value) -> str:
     return json.dumps(data)
 
 
+class _Hostile:
+    """A pickle that runs ``touch PATH`` when loaded by an unsafe loader."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
 def make_files(folder: Path) -> None:
     """The hostile inputs every row may point at."""
     files = {
@@ -66,6 +77,13 @@ def make_files(folder: Path) -> None:
     for name, text in files.items():
         (folder / name).write_text(text)
     (folder / "garbage.json").write_bytes(bytes(range(256)) * 8)
+    import torch
+
+    with zipfile.ZipFile(folder / "not_torch.pt", "w") as archive:
+        archive.writestr("a.txt", "a zip archive, but not a torch file")
+    # Unpickling this would run a command that leaves a file behind (the snapshot sees it).
+    torch.save({"payload": _Hostile(str(folder / "PWNED"))}, folder / "hostile.pt")
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, folder / "foreign.pt")
     import optuna
 
     journal = optuna.storages.journal.JournalFileBackend(str(folder / "study.journal"))
@@ -170,6 +188,44 @@ ROWS = [
                                    "{d}/report.html"], "not an Optuna journal"),
     ("report", "wrong-password", ["report", "--storage", "{wrong_pg}", "--study", "x", "--out",
                                   "{d}/report.html"], "password authentication"),
+    # train
+    ("train", "deep-json", ["train", "--genome", "{d}/deep_object.json", "--out", "{d}/out"],
+     "nested"),
+    ("train", "negative-epochs", ["train", "--genome", "efficientnet-b0", "--epochs", "-1",
+                                  "--out", "{d}/out"], "--epochs"),
+    ("train", "tiny-subset", ["train", "--genome", "efficientnet-b0", "--subset", "0",
+                              "--out", "{d}/out"], "--subset"),
+    ("train", "resume-without-checkpoint", ["train", "--genome", "efficientnet-b0",
+                                            "--epochs", "1", "--resume", "--out", "{d}/out"],
+     "--resume"),
+    ("train", "read-only-out", ["train", "--genome", "efficientnet-b0", "--epochs", "1",
+                                "--out", "{ro}/run"], "ro"),
+    ("train", "out-under-a-file", ["train", "--genome", "efficientnet-b0", "--epochs", "1",
+                                   "--out", "{d}/notes.txt/run"], "notes.txt"),
+    # export
+    ("export", "deep-json", ["export", "--genome", "{d}/deep.json", "--format", "timm",
+                             "--out", "{d}/x.txt"], "nested"),
+    ("export", "huge-opset", ["export", "--genome", "efficientnet-b0", "--format", "onnx",
+                              "--out", "{d}/x.onnx", "--opset", "999999"], "--opset"),
+    ("export", "missing-checkpoint", ["export", "--checkpoint", "{d}/missing.pt", "--format",
+                                      "onnx", "--out", "{d}/x.onnx"], "does not exist"),
+    ("export", "zip-not-torch", ["export", "--checkpoint", "{d}/not_torch.pt", "--format",
+                                 "onnx", "--out", "{d}/x.onnx"], "torch file"),
+    ("export", "hostile-pickle", ["export", "--checkpoint", "{d}/hostile.pt", "--format",
+                                  "onnx", "--out", "{d}/x.onnx"], "not safe"),
+    ("export", "foreign-checkpoint", ["export", "--checkpoint", "{d}/foreign.pt", "--format",
+                                      "onnx", "--out", "{d}/x.onnx"], "not a nas checkpoint"),
+    ("export", "read-only-out", ["export", "--genome", "efficientnet-b0", "--format", "onnx",
+                                 "--out", "{ro}/x.onnx"], "ro"),
+    # cam
+    ("cam", "hostile-pickle", ["cam", "--checkpoint", "{d}/hostile.pt", "--out", "{d}/c.png"],
+     "not safe"),
+    ("cam", "foreign-checkpoint", ["cam", "--checkpoint", "{d}/foreign.pt", "--out",
+                                   "{d}/c.png"], "not a nas checkpoint"),
+    ("cam", "too-many-images", ["cam", "--checkpoint", "{d}/foreign.pt", "--images",
+                                "999999999", "--out", "{d}/c.png"], "--images"),
+    ("cam", "read-only-out", ["cam", "--checkpoint", "{d}/foreign.pt", "--out",
+                              "{ro}/c.png"], "ro"),
     # search
     ("search", "unknown-flag", ["search", "--target-flops", "400M", "--bogus"], "--bogus"),
     ("search", "bad-unit", ["search", "--target-flops", "400X", "--runs", "{d}/runs"], "400X"),

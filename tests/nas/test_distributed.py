@@ -211,6 +211,45 @@ def test_killed_worker_trial_fails_by_heartbeat_and_is_retried(kind, request, tm
     assert best.key() == Genome.from_dict(study.best_trial.user_attrs["genome"]).key()
 
 
+# -- workers that start together on a new storage ---------------------------------------
+
+_OPENER = textwrap.dedent("""
+    import sys, time, optuna
+    from nas.storage import open_storage
+    storage_url, start = sys.argv[1], float(sys.argv[2])
+    time.sleep(max(0.0, start - time.time()))
+    optuna.create_study(study_name="together", storage=open_storage(storage_url),
+                        load_if_exists=True)
+""")
+
+
+@pytest.mark.parametrize("kind", ("sqlite", "postgresql"))
+def test_workers_starting_together_all_open_a_new_database(kind, request, tmp_path):
+    """Every worker creates Optuna's tables on a new database; the losers of that race
+    must open it, not exit ("table studies already exists" on SQLite, seen with 8 workers)."""
+    if kind == "sqlite":
+        storage = f"sqlite:///{tmp_path / 'new.db'}"
+    else:
+        import psycopg2
+        from sqlalchemy.engine import make_url
+
+        url = make_url(request.getfixturevalue("postgres_url"))
+        connection = psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                                      password=url.password, dbname=url.database)
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE DATABASE together")
+        connection.close()
+        storage = url.set(database="together").render_as_string(hide_password=False)
+    start = time.time() + 4  # after every process has imported optuna
+    openers = [subprocess.Popen([sys.executable, "-c", _OPENER, storage, str(start)],
+                                env=worker_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = finish(openers, timeout=120)
+    assert [code for code, _, _ in results] == [0] * 6, [err[-500:] for _, _, err in results]
+    assert optuna.get_all_study_names(storage=open_storage(storage)) == ["together"]
+
+
 # -- the heartbeat itself, without the search --------------------------------------------
 
 _SLEEPER = textwrap.dedent("""
@@ -320,7 +359,7 @@ def test_password_can_stay_off_the_command_line(postgres_url, monkeypatch):
     from sqlalchemy.engine import make_url
 
     url = make_url(postgres_url)
-    bare = url.set(password=None).render_as_string(hide_password=False)
+    bare = f"postgresql://{url.username}@{url.host}:{url.port}/{url.database}"
     assert url.password not in bare
     monkeypatch.setenv("PGPASSWORD", url.password)  # libpq also reads ~/.pgpass
     assert isinstance(optuna.get_all_study_names(storage=open_storage(bare)), list)
