@@ -222,8 +222,6 @@ ROWS = [
      "not safe"),
     ("cam", "foreign-checkpoint", ["cam", "--checkpoint", "{d}/foreign.pt", "--out",
                                    "{d}/c.png"], "not a nas checkpoint"),
-    ("cam", "too-many-images", ["cam", "--checkpoint", "{d}/foreign.pt", "--images",
-                                "999999999", "--out", "{d}/c.png"], "--images"),
     ("cam", "read-only-out", ["cam", "--checkpoint", "{d}/foreign.pt", "--out",
                               "{ro}/c.png"], "ro"),
     # search
