@@ -57,8 +57,9 @@ STORAGE_ERRORS = re.compile(r"database is locked|OperationalError|IntegrityError
                             r"deadlock|could not serialize|Traceback", re.IGNORECASE)
 
 
-def storage_worker(url: str, study_name: str, n_trials: int, seed: int) -> None:
-    """One ``storage``-mode worker: the search's storage traffic, no evaluation."""
+def storage_worker(url: str, study_name: str, n_trials: int, seed: int, deadline: float) -> None:
+    """One ``storage``-mode worker: the search's storage traffic, no evaluation; stops
+    after ``n_trials`` or at ``deadline`` (Unix time), like a search's ``--timeout``."""
     from nas.storage import worker_id
     from space import SearchSpace, cost
 
@@ -82,6 +83,8 @@ def storage_worker(url: str, study_name: str, n_trials: int, seed: int) -> None:
         return 0.5
 
     for _ in range(n_trials):
+        if time.time() > deadline:
+            break
         study.optimize(objective, n_trials=1)
         study.get_trials(deepcopy=False)  # the search's look for this worker's last trial
 
@@ -98,8 +101,10 @@ def run_storage(kind: str, url: str, *, mode: str, workers: int, per_worker: int
                      "load", "--storage", url, "--runs", str(runs), "--timeout",
                      str(time_limit), "--quiet"]] * workers
     else:
+        deadline = time.time() + time_limit
         commands = [[sys.executable, str(Path(__file__).resolve()), "--storage-worker", url,
-                     "load", str(per_worker), str(seed)] for seed in range(workers)]
+                     "load", str(per_worker), str(seed), str(deadline)]
+                    for seed in range(workers)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     logs = [runs / f"worker{i}.log" for i in range(workers)]
     started = time.monotonic()
@@ -143,8 +148,9 @@ def run_storage(kind: str, url: str, *, mode: str, workers: int, per_worker: int
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--storage-worker":
-        storage_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--storage-worker":
+        storage_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+                       float(sys.argv[6]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default=",".join(MODES))
@@ -152,7 +158,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--trials-per-worker", type=int, default=200)
     parser.add_argument("--time-limit", type=float, default=270,
-                        help="seconds each search worker may search (default 270)")
+                        help="seconds each worker may run trials (default 270)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "workers.json"))
     args = parser.parse_args()
     modes, storages = args.modes.split(","), args.storages.split(",")
@@ -179,19 +185,20 @@ def main() -> None:
                     result = run_storage(kind, url, mode=mode, workers=args.workers,
                                          per_worker=args.trials_per_worker,
                                          time_limit=args.time_limit, folder=folder)
+                # Other work on the machine competes for the same cores: keep a record of it.
+                result["load_average_at_end"] = round(os.getloadavg()[0], 1)
                 results.append(result)
+                report["modes"][mode] = {
+                    "date": datetime.date.today().isoformat(), "workers": args.workers,
+                    "trials_per_worker": args.trials_per_worker, "time_limit_s": args.time_limit,
+                    "results": results}
+                atomic_write_json(out, report)  # after each storage: a long run keeps its figures
                 print(f"  {result['trials_finished']}/{result['budget']} trials in "
                       f"{result['wall_s']} s: {result['trials_per_s']} trials/s "
                       f"({result['steady_trials_per_s']} in steady state), "
                       f"{result['failed_trials']} failed trials, "
                       f"{result['workers_with_errors']} workers exited with an error, "
                       f"{result['storage_error_lines']} storage error lines", flush=True)
-            report["modes"][mode] = {
-                "date": datetime.date.today().isoformat(), "workers": args.workers,
-                "trials_per_worker": args.trials_per_worker,
-                "time_limit_s": args.time_limit if mode == "search" else None,
-                "load_average_at_end": os.getloadavg()[0], "results": results}
-    atomic_write_json(out, report)
     print(f"written: {out}")
 
 
