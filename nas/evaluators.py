@@ -231,7 +231,10 @@ class NaswotEvaluator(_ZeroCostEvaluator):
         def record(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             # A pre-hook: in-place activations would overwrite the pre-activation.
             codes = (args[0].detach().reshape(count, -1) > 0).to(torch.float32)
-            agree = codes @ codes.T + (1 - codes) @ (1 - codes).T
+            # Agreements = both active + both inactive = 2 c.c' - |c| - |c'| + units: one
+            # matmul instead of two; the counts stay integers below 2^24, exact in float32.
+            active = codes.sum(dim=1)
+            agree = 2 * (codes @ codes.T) - active[:, None] - active[None, :] + codes.shape[1]
             kernel.add_(agree.to(torch.float64))
 
         handles = [module.register_forward_pre_hook(record) for module in model.modules()
