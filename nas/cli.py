@@ -34,19 +34,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of only the command ``argv`` names: a command's
+    module may import torch or optuna, which `nas show` and usage errors should not wait for."""
     parser = _Parser(prog="nas", description=__doc__.splitlines()[0].split(": ", 1)[1],
                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
                                        parser_class=_Parser)
-    for name in COMMANDS:
+    # The top-level options take no values, so the first plain word is the command.
+    first = next((word for word in argv or () if not word.startswith("-")), None)
+    for name in [first] if first in COMMANDS else COMMANDS:
         importlib.import_module(f"nas.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

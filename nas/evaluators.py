@@ -46,6 +46,7 @@ from space import Genome, build
 from .common import UsageError
 from .data import Normalization, Split, load_dataset, preprocess, proxy_resolution, \
     split_train_val, take_subset
+from .protocol import EVALUATORS, PROXY_DEFAULTS, ZERO_COST_BATCH, EvaluationFailed
 from .train import TrainConfig, TrainingDiverged, fit
 
 __all__ = ["EVALUATORS", "EvaluationFailed", "Evaluator", "ProxyTrainEvaluator",
@@ -53,24 +54,6 @@ __all__ = ["EVALUATORS", "EvaluationFailed", "Evaluator", "ProxyTrainEvaluator",
            "PROXY_DEFAULTS"]
 
 log = logging.getLogger(__name__)
-
-EVALUATORS = ("proxy-train", "naswot", "synflow", "grad-norm")
-# The default proxy: 3 epochs on 10,000 training images at 32 px, AdamW (peak 7.8e-3),
-# one-cycle, batch 128, validated on 5,000 held-out training images. Batch 128 beat 64
-# and 256 at equal time (more steps than 256, faster images than 64); see
-# docs/training.md. benchmarks/bench_proxy.py measures EfficientNet-B0 under it.
-PROXY_DEFAULTS = {"resolution": 32, "subset": 10000, "epochs": 3, "batch_size": 128,
-                  "val_size": 5000}
-ZERO_COST_BATCH = 64
-
-
-class EvaluationFailed(Exception):
-    """An evaluation that could not produce a score; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
 
 def _is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):

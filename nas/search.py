@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import signal
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,7 @@ from space import Genome, SearchSpace, SpaceError, cost
 
 from . import dashboard
 from .common import UsageError, atomic_write_json, atomic_write_text, check_writable_dir, format_count
-from .evaluators import EVALUATORS, PROXY_DEFAULTS, EvaluationFailed, make_evaluator
-from .latency import measure_latency
+from .protocol import EVALUATORS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
 from .storage import (StorageError, default_storage_url, fail_dead_local_workers, mask_url,
                       open_storage, wait_for_running_trials, worker_id)
@@ -49,6 +49,10 @@ log = logging.getLogger(__name__)
 METRICS = ("flops", "params", "activations", "latency")
 SAMPLERS = ("tpe", "random", "nsga2")
 PRUNERS = ("median", "hyperband", "none")
+# The budget of a search given neither --n-trials nor --timeout: a first search that ends
+# in under 20 minutes even on a slow 2-core CPU (a proxy trial takes 1.5-4 min there).
+DEFAULT_TRIALS = 12
+DEFAULT_TIMEOUT = 18 * 60
 # Give up when this many genomes in a row fall outside the target window: the space and
 # the target do not fit together.
 MAX_CONSECUTIVE_SCREENED = 2000
@@ -73,8 +77,8 @@ class SearchConfig:
     proxy_resolution: int = PROXY_DEFAULTS["resolution"]
     proxy_subset: int = PROXY_DEFAULTS["subset"]
     proxy_epochs: int = PROXY_DEFAULTS["epochs"]
-    n_trials: int = 12  # total for the study, over all workers and restarts
-    timeout: Optional[float] = None  # seconds for this process
+    n_trials: int = DEFAULT_TRIALS  # total for the study, over all workers and restarts
+    timeout: Optional[float] = None  # seconds for this process; no trial starts that would overrun it
     seed: int = 0
     sampler: Optional[str] = None  # None: TPE for one objective, NSGA-II for the Pareto search
     pruner: str = "median"
@@ -120,6 +124,7 @@ class SearchResult:
     counts: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     interrupted: bool = False
+    out_of_time: bool = False  # stopped by --timeout before the trial budget was used
 
 
 def default_study_name(config: SearchConfig) -> str:
@@ -165,7 +170,9 @@ def _make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if config.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.proxy_epochs)
-    return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+    # Three finished trials set the bar: a quick search has few, and each pruned one saves
+    # two of its three epochs.
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
 
 
 def _check_space_fits(space: SearchSpace, config: SearchConfig, metric_of) -> None:
@@ -201,10 +208,12 @@ class _Search:
                              "and '.' only (it names a folder)")
         self.run_dir = Path(config.runs_dir) / self.study_name
         self.reward_spec = RewardSpec(config.target, config.alpha, config.beta)
+        from .evaluators import make_evaluator  # torch: not needed to check the flags
+
         self.evaluator = make_evaluator(
             config.evaluator, dataset=config.dataset, data_dir=config.data_dir,
             resolution=config.proxy_resolution, subset=config.proxy_subset,
-            epochs=config.proxy_epochs, seed=config.seed, quiet=True)
+            epochs=config.proxy_epochs, seed=config.seed, quiet=config.quiet)
         _check_space_fits(self.space, config, self._metric_of)
         self.storage_url = config.storage or default_storage_url(self.run_dir)
         # A storage the user names is opened before anything is created on disk, so a
@@ -269,6 +278,8 @@ class _Search:
 
     def _metric_of(self, genome: Genome) -> float:
         if self.config.metric == "latency":
+            from .latency import measure_latency
+
             return measure_latency(genome, resolution=self.resolution,
                                    num_classes=self.evaluator.num_classes,
                                    in_channels=self.evaluator.in_channels)
@@ -366,7 +377,8 @@ class _Search:
         if revived:
             log.warning("re-queued trial(s) %s of a search that was killed", revived)
         used = self._refresh()
-        interrupted = False
+        interrupted = out_of_time = False
+        evaluated_seconds: list[float] = []  # wall time of this process's full evaluations
         progress = tqdm(total=config.n_trials, initial=min(used, config.n_trials), unit="trial",
                         desc=f"search {self.study_name}", disable=config.quiet, dynamic_ncols=True)
         previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -374,7 +386,10 @@ class _Search:
             while True:
                 remaining = (None if not config.timeout
                              else config.timeout - (time.monotonic() - started))
-                if remaining is not None and remaining <= 0:
+                # Stop before a trial that would overrun the time budget, not in the middle.
+                if remaining is not None and (remaining <= 0 or (
+                        evaluated_seconds and remaining < statistics.median(evaluated_seconds))):
+                    out_of_time = used < config.n_trials
                     break
                 if used >= config.n_trials:
                     # Trials running elsewhere hold the rest of the budget; if their worker
@@ -386,6 +401,10 @@ class _Search:
                 self.study.optimize(self._objective, n_trials=1, catch=(EvaluationFailed,),
                                     gc_after_trial=False, show_progress_bar=False)
                 trial = _last_trial_of_this_worker(self.study)
+                if trial is not None and trial.state == TrialState.COMPLETE \
+                        and "eval_seconds" in trial.user_attrs and "reused_from" not in \
+                        trial.user_attrs and trial.duration is not None:
+                    evaluated_seconds.append(trial.duration.total_seconds())
                 if trial is not None and "screened" in trial.user_attrs:
                     self.screened_in_a_row += 1
                     if self.screened_in_a_row >= MAX_CONSECUTIVE_SCREENED:
@@ -408,6 +427,7 @@ class _Search:
         result = write_outputs(self.study, self.run_dir)
         result.wall_seconds = time.monotonic() - started
         result.interrupted = interrupted
+        result.out_of_time = out_of_time
         return result
 
     def _report_trial(self, trial: FrozenTrial, progress: tqdm) -> None:

@@ -7,9 +7,9 @@ import argparse
 from space import Genome
 
 from ..common import UsageError, format_count, parse_count
-from ..evaluators import EVALUATORS, PROXY_DEFAULTS
+from ..protocol import EVALUATORS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
-from ..search import METRICS, PRUNERS, SAMPLERS, SearchConfig, SearchResult, run_search
+from ..search import DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig, SearchResult, run_search
 from .show import genome_table
 
 EXAMPLES = """\
@@ -74,10 +74,15 @@ def register(subparsers) -> None:
     study = parser.add_argument_group("study")
     study.add_argument("--space", dest="space_path", metavar="FILE",
                        help="search-space file (TOML/JSON); see `nas show --space`")
-    study.add_argument("--n-trials", type=int, default=12,
+    study.add_argument("--n-trials", type=int,
                        help="total evaluated trials of the study, over all workers and "
-                            "restarts (not in addition: a rerun finishes the remainder)")
-    study.add_argument("--timeout", type=float, help="stop this process after SECONDS")
+                            "restarts (not in addition: a rerun finishes the remainder); "
+                            f"default {DEFAULT_TRIALS}")
+    study.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="time budget of this process: no trial starts that the median "
+                            "trial so far says would overrun it. Given neither --n-trials "
+                            f"nor --timeout, a search stops after {DEFAULT_TRIALS} trials or "
+                            f"{DEFAULT_TIMEOUT // 60} minutes, whichever comes first")
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--sampler", choices=SAMPLERS,
                        help="default: tpe (seeded, multivariate); nsga2 with --objective multi")
@@ -107,14 +112,18 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
                              "milliseconds, e.g. 25") from None
     else:
         target = parse_count(args.target, "--target-flops")
+    # A first search with no budget given must end on a slow laptop in minutes.
+    timeout = (DEFAULT_TIMEOUT if args.n_trials is None and args.timeout is None
+               else args.timeout)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     return SearchConfig(
         target=target, metric=args.metric, alpha=alpha, beta=beta, objective=args.objective,
         evaluator=args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
         resolution=args.resolution, proxy_resolution=args.proxy_resolution,
-        proxy_subset=args.proxy_subset, proxy_epochs=args.proxy_epochs, n_trials=args.n_trials,
-        timeout=args.timeout, seed=args.seed, sampler=args.sampler, pruner=args.pruner,
+        proxy_subset=args.proxy_subset, proxy_epochs=args.proxy_epochs,
+        n_trials=DEFAULT_TRIALS if args.n_trials is None else args.n_trials, timeout=timeout,
+        seed=args.seed, sampler=args.sampler, pruner=args.pruner,
         cost_window=args.cost_window, study=args.study, storage=args.storage,
         runs_dir=args.runs_dir, space_path=args.space_path, quiet=args.quiet)
 
@@ -132,6 +141,10 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
           f"({counts['reused']} reused), {counts['pruned']} pruned, {counts['failed']} failed, "
           f"{counts['screened']} screened outside the target window; "
           f"{result.wall_seconds:.0f} s wall time")
+    if result.out_of_time:
+        print(f"stopped by the time budget ({config.timeout / 60:.0f} min) with "
+              f"{counts['complete'] + counts['pruned'] + counts['failed']} of "
+              f"{config.n_trials} trials done: run the same command again to continue the study")
     if result.best is None:
         print("no trial completed yet; run the same command again to continue")
         return

@@ -59,3 +59,14 @@ def test_every_command_has_help_with_an_example():
         result = subprocess.run([sys.executable, "-m", "nas", command, "--help"],
                                 capture_output=True, text=True)
         assert result.returncode == 0 and "example" in result.stdout, command
+
+
+def test_show_and_search_flag_errors_do_not_wait_for_torch():
+    # Importing torch takes seconds; `nas show` and a mistyped search flag need none of it.
+    probe = ("import sys\nfrom nas.cli import main\n"
+             "main(['show', '--genome', 'efficientnet-b0'])\n"
+             "try:\n    main(['search', '--target-flops', '400X'])\n"
+             "except SystemExit:\n    pass\n"
+             "print('torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stderr[-2000:]
