@@ -112,13 +112,14 @@ def run_storage(kind: str, url: str, *, mode: str, workers: int, per_worker: int
         processes = [subprocess.Popen(command, cwd=runs, env=env, stdout=subprocess.DEVNULL,
                                       stderr=stack.enter_context(open(log, "w")))
                      for command, log in zip(commands, logs)]
-        codes = []
+        codes, killed = [], 0
         for process in processes:
             try:
                 codes.append(process.wait(
                     timeout=max(1.0, started + time_limit + 180 - time.monotonic())))
             except subprocess.TimeoutExpired:
                 process.kill()
+                killed += 1
                 codes.append(process.wait())
     wall = time.monotonic() - started
     trials = optuna.load_study(study_name="load", storage=open_storage(url)).get_trials(
@@ -127,6 +128,10 @@ def run_storage(kind: str, url: str, *, mode: str, workers: int, per_worker: int
     failed = [t for t in trials if t.state == TrialState.FAIL]
     error_lines = [line.strip() for log in logs for line in log.read_text().splitlines()
                    if STORAGE_ERRORS.search(line)]
+    # The last line of a crashed worker's log is the exception itself, which says more
+    # than the "Traceback" line that matched.
+    crashes = [lines[-1].strip() for code, log in zip(codes, logs) if code > 0
+               for lines in [log.read_text().splitlines()] if lines]
     steady = None
     if complete:
         first = min(t.datetime_start for t in trials if t.datetime_start)
@@ -140,8 +145,10 @@ def run_storage(kind: str, url: str, *, mode: str, workers: int, per_worker: int
         "over_budget_pruned": sum(t.state == TrialState.PRUNED and "over_budget" in t.user_attrs
                                   for t in trials),
         "left_running": sum(t.state == TrialState.RUNNING for t in trials),
-        "workers_with_errors": sum(code != 0 for code in codes), "exit_codes": codes,
-        "storage_error_lines": len(error_lines), "storage_error_examples": error_lines[:3],
+        "workers_with_errors": sum(code > 0 for code in codes),
+        "workers_killed_after_limit": killed, "exit_codes": codes,
+        "storage_error_lines": len(error_lines), "crash_messages": crashes[:3],
+        "date": datetime.date.today().isoformat(), "time_limit_s": time_limit,
         "wall_s": round(wall, 1), "trials_per_s": round(len(complete) / wall, 2),
         "steady_trials_per_s": round(steady, 2) if steady else None,
     }
@@ -174,7 +181,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nas-bench-workers-") as temp:
         folder = Path(temp)
         for mode in modes:
-            results = []
+            # Storages not run this time keep their last figures (each row has its date).
+            results = [row for row in report["modes"].get(mode, {}).get("results", [])
+                       if row["storage"] not in storages]
             for kind in storages:
                 print(f"{mode} / {kind}: {args.workers} workers x {args.trials_per_worker} "
                       "trials ...", flush=True)
@@ -188,10 +197,10 @@ def main() -> None:
                 # Other work on the machine competes for the same cores: keep a record of it.
                 result["load_average_at_end"] = round(os.getloadavg()[0], 1)
                 results.append(result)
-                report["modes"][mode] = {
-                    "date": datetime.date.today().isoformat(), "workers": args.workers,
-                    "trials_per_worker": args.trials_per_worker, "time_limit_s": args.time_limit,
-                    "results": results}
+                results.sort(key=lambda row: STORAGES.index(row["storage"]))
+                report["modes"][mode] = {"workers": args.workers,
+                                         "trials_per_worker": args.trials_per_worker,
+                                         "results": results}
                 atomic_write_json(out, report)  # after each storage: a long run keeps its figures
                 print(f"  {result['trials_finished']}/{result['budget']} trials in "
                       f"{result['wall_s']} s: {result['trials_per_s']} trials/s "

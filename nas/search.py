@@ -394,9 +394,14 @@ class _Search:
                 if used >= config.n_trials:
                     # Trials running elsewhere hold the rest of the budget; if their worker
                     # dies, its re-queued copy must still be run by someone.
-                    if not wait_for_running_trials(self.study, timeout=remaining):
-                        break
+                    wait_for_running_trials(self.study, timeout=remaining)
+                    # Look again whatever the wait returned: a trial that another worker
+                    # failed and re-queued meanwhile gives the budget back, and nobody else
+                    # may be left to run it.
                     used = self._refresh()
+                    if used >= config.n_trials and not self.study.get_trials(
+                            deepcopy=False, states=(TrialState.RUNNING,)):
+                        break
                     continue
                 self.study.optimize(self._objective, n_trials=1, catch=(EvaluationFailed,),
                                     gc_after_trial=False, show_progress_bar=False)
