@@ -10,7 +10,7 @@ from space import SearchSpace, build, cost, graph, presets
 
 
 def torch_counts(genome, resolution, num_classes, in_channels):
-    # The meta device counts shapes without computing, so 200 genomes stay cheap.
+    # The meta device counts shapes without computing, so many genomes stay cheap.
     with torch.device("meta"):
         model = build(genome, num_classes=num_classes, in_channels=in_channels).eval()
         image = torch.empty(1, in_channels, resolution, resolution)
@@ -36,11 +36,13 @@ def test_mnasnet_a1_matches_paper():
     assert total.params == 3_887_038
 
 
-def test_two_hundred_random_genomes_match_torch_exactly():
+def test_random_genomes_match_torch_exactly():
+    # 12 genomes per setting keep this under 30 s on 2 cores; benchmarks/bench_cost.py
+    # asserts the same equality for every genome it times.
     space = SearchSpace.default()
     rng = random.Random(2019)
     settings = [(32, 10, 1), (64, 100, 3), (224, 1000, 3), (97, 7, 2), (160, 10, 1)]
-    for index in range(200):
+    for index in range(60):
         genome = space.random_genome(rng)
         resolution, classes, channels = settings[index % len(settings)]
         analytic = cost(genome, resolution, classes, channels)
