@@ -11,11 +11,14 @@ is smaller than the search's default (1 epoch instead of 3 on 10,000 images); pa
 ``--subset 10000 --epochs 3`` to measure the default proxy itself (about 16 x 6 x 75 s).
 
     python3 benchmarks/bench_rank_fidelity.py [--genomes 16] [--subset 5000] [--epochs 1]
+
+The results file is written after every genome; the same command again continues.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -56,9 +59,18 @@ def main() -> None:
     zero_cost = {name: make_evaluator(name, val_size=args.val_size, seed=args.seed)
                  for name in ZERO_COST}
 
-    rows = []
-    started = time.perf_counter()
+    out = Path(args.out)
+    settings = json.loads(json.dumps({  # as the file holds them, to compare with it
+        "proxy": proxy.settings(), "long": longer.settings(),
+        "zero_cost": {name: evaluator.settings() for name, evaluator in zero_cost.items()}}))
+    # Written after every genome; a rerun with the same settings continues where it stopped.
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    rows = previous.get("rows", []) if all(previous.get(k) == v for k, v in settings.items()) \
+        else []
+    started = time.perf_counter() - previous.get("wall_seconds", 0) if rows else time.perf_counter()
     for index, genome in enumerate(genomes):
+        if index < len(rows):
+            continue
         row = {"genome": genome.name, "flops_224": cost(genome).flops,
                "genome_json": genome.to_dict()}
         for name, evaluator in zero_cost.items():
@@ -73,25 +85,31 @@ def main() -> None:
         print(f"[{index + 1}/{len(genomes)}, {time.perf_counter() - started:.0f} s] "
               f"{format_count(row['flops_224'])} multiply-adds: proxy {row['proxy']}, "
               f"long {row['long']}, " + ", ".join(f"{n} {row[n]}" for n in ZERO_COST), flush=True)
+        result = summarize(rows, settings, started, complete=len(rows) == len(genomes))
+        atomic_write_json(out, result)
+    print()
+    print(format_table(["score", "Spearman vs 5x longer training", "genomes"],
+                       [[key, f"{value['spearman']:+.3f}", value["genomes"]]
+                        for key, value in result["correlations"].items()]))
+    print("mean seconds per genome: " + ", ".join(
+        f"{k} {v}" for k, v in result["mean_seconds_per_genome"].items()))
+    print(f"wrote {out}")
 
+
+def summarize(rows: list[dict], settings: dict, started: float, *, complete: bool) -> dict:
     correlations = {}
     for key in ["proxy"] + ZERO_COST + ["flops_224"]:
         pairs = [(row[key], row["long"]) for row in rows
                  if row[key] is not None and row["long"] is not None]
-        rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic
+        rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic \
+            if len(pairs) > 2 else float("nan")
         correlations[key] = {"spearman": round(float(rho), 4), "genomes": len(pairs)}
-    print()
-    print(format_table(["score", "Spearman vs 5x longer training", "genomes"],
-                       [[key, f"{value['spearman']:+.3f}", value["genomes"]]
-                        for key, value in correlations.items()]))
     seconds = {key: round(sum(row[f"{key}_seconds"] for row in rows) / len(rows), 3)
                for key in ["proxy", "long"] + ZERO_COST}
-    print("mean seconds per genome: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
-    result = {
+    return {
         "benchmark": "Spearman rank correlation with a 5x longer training (Fashion-MNIST "
                      "validation accuracy)",
-        "proxy": proxy.settings(), "long": longer.settings(),
-        "zero_cost": {name: evaluator.settings() for name, evaluator in zero_cost.items()},
+        **settings, "complete": complete,
         "correlations": correlations, "mean_seconds_per_genome": seconds,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": torch.get_num_threads(), "torch": str(torch.__version__),
@@ -99,8 +117,6 @@ def main() -> None:
         "wall_seconds": round(time.perf_counter() - started, 1),
         "rows": rows,
     }
-    atomic_write_json(args.out, result)
-    print(f"wrote {args.out}")
 
 
 def _score(evaluator, genome):

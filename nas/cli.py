@@ -14,8 +14,6 @@ from typing import Optional, Sequence
 
 from space import NasError
 
-from .allocator import reexec_with_tcmalloc
-
 # Order is the order of `nas --help`: the workflow from search to deployment.
 COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export")
 
@@ -49,14 +47,6 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     for name in [first] if first in COMMANDS else COMMANDS:
         importlib.import_module(f"nas.commands.{name}").register(subparsers)
     return parser
-
-
-def entry() -> None:
-    """``nas`` and ``python -m nas``: :func:`main` under tcmalloc where the system has it
-    (see :mod:`nas.allocator`; ``main`` itself never re-executes, so tests call it in
-    process)."""
-    reexec_with_tcmalloc()
-    sys.exit(main())
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from nas.cli import main
 from nas.search import SearchConfig, budget_used, run_search
+from nas.storage import open_storage
 from space import Genome, SearchSpace, cost
 
 # Small but real: zero-cost scores on a slice of the training set.
@@ -171,7 +172,8 @@ def test_killed_search_resumes_with_finished_trials_kept(tmp_path):
             if not (tmp_path / "k" / "study.db").exists():
                 continue
             try:
-                trials = optuna.load_study(study_name="k", storage=storage).trials
+                # open_storage waits out the worker creating the schema at this moment.
+                trials = optuna.load_study(study_name="k", storage=open_storage(storage)).trials
             except KeyError:  # the study is not created yet
                 continue
             complete = [t for t in trials if t.state == TrialState.COMPLETE]
