@@ -3,8 +3,8 @@
 glibc's malloc serves every allocation above its mmap threshold (at most 32 MiB) with a
 fresh ``mmap`` and returns it with ``munmap``, so each large activation tensor costs page
 faults on every step. On the 2-core virtual machines this project is measured on, that
-kernel time exceeded the compute: training EfficientNet-B0 at 96 px ran at 45 images/s with
-glibc and 78 with tcmalloc, evaluation at 2.7x (``benchmarks/bench_allocator.py``). The
+kernel time exceeded the compute: training EfficientNet-B0 at 96 px ran at 37 images/s with
+glibc and 71 with tcmalloc, evaluation 2.6x faster (``benchmarks/bench_allocator.py``). The
 allocator must be chosen before the process starts, so the command re-executes itself once
 with ``LD_PRELOAD``; the process keeps its PID and arguments. ``NAS_MALLOC=system`` turns
 this off. Torch-free and run before anything heavy is imported.
