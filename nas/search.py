@@ -78,7 +78,8 @@ class SearchConfig:
     proxy_subset: int = PROXY_DEFAULTS["subset"]
     proxy_epochs: int = PROXY_DEFAULTS["epochs"]
     n_trials: int = DEFAULT_TRIALS  # total for the study, over all workers and restarts
-    timeout: Optional[float] = None  # seconds for this process; no trial starts that would overrun it
+    # Seconds for this process; no trial starts that the median trial says would overrun it.
+    timeout: Optional[float] = None
     seed: int = 0
     sampler: Optional[str] = None  # None: TPE for one objective, NSGA-II for the Pareto search
     pruner: str = "median"

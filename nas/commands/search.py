@@ -9,7 +9,8 @@ from space import Genome
 from ..common import UsageError, format_count, parse_count
 from ..protocol import EVALUATORS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
-from ..search import DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig, SearchResult, run_search
+from ..search import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig,
+                      SearchResult, run_search)
 from .show import genome_table
 
 EXAMPLES = """\
