@@ -54,7 +54,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +61,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from nas.common import UsageError, atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
-from nas.data import Split, batches, load_dataset, preprocess, proxy_resolution, take_subset  # noqa: E402
+from nas.data import Split, load_dataset, proxy_resolution, take_subset  # noqa: E402
 from nas.latency import measure_latency  # noqa: E402
-from nas.train import TrainConfig, TrainingDiverged, evaluate_accuracy, fit  # noqa: E402
+from nas.train import TrainConfig, TrainingDiverged, fit  # noqa: E402
 from scaling import family  # noqa: E402
 from space import Genome, NasError, build, cost, presets  # noqa: E402
 
@@ -92,8 +91,9 @@ class Protocol:
     """What every member is trained and measured with; stored in protocol.json.
 
     ``subset`` training images (seeded by ``data_seed`` from the 60,000), ``epochs``,
-    ``batch_size`` (nas.train.fit's defaults otherwise: AdamW at 4e-3 x sqrt(batch/256),
-    one-cycle, label smoothing 0.1, no augmentation), accuracy on ``test_size`` seeded
+    ``batch_size`` (nas.train.fit's defaults otherwise: AdamW, one-cycle, label smoothing
+    0.1, zero-initialised classifier, precise batch-norm statistics before testing, no
+    augmentation), accuracy on ``test_size`` seeded
     test images (all 10,000 when None), input ``resolution`` x the member's resolution
     multiplier, ``threads`` torch threads. Defaults: what fits the issue's CPU budget."""
 
@@ -105,14 +105,6 @@ class Protocol:
     data_seed: int = 0
     max_phi: int = 3
     threads: Optional[int] = None
-    # pycls's classifier initialisation (normal, std 0.01). space.build uses torchvision's
-    # uniform +-1/sqrt(num_classes), which for 10 classes starts with logits of std ~4
-    # (train-mode loss 5.7 at 32 px) and wastes most of a short run; None keeps it.
-    classifier_std: Optional[float] = 0.01
-    # Precise batch-norm statistics (pycls; Wu & Johnson 2021) from this many training
-    # images before testing: after ~100 steps the running averages lag the weights
-    # (EfficientNet-B0 on 2,048 images: 8% test accuracy before, 47% after).
-    precise_bn_images: int = 512
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,10 +242,6 @@ def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test:
                          resolution=resolution, seed=seed)
     torch.manual_seed(seed)
     model = build(job.genome, num_classes=data.num_classes, in_channels=data.in_channels)
-    if protocol.classifier_std is not None:
-        nn.init.normal_(model.classifier.weight, std=protocol.classifier_std)
-    started = time.perf_counter()
-    empty = Split(images=test.images[:0], labels=test.labels[:0])
     record: dict[str, Any] = {
         "member": job.member_id, "name": job.genome.name, "base": job.base,
         "family": job.family, "phi": job.phi, "parts": list(job.parts), "seed": seed,
@@ -262,47 +250,21 @@ def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test:
         "deploy_flops": job.deploy_flops, "genome_key": job.genome.key(),
         "genome": job.genome.to_dict(), "protocol": protocol.to_dict(),
         "train_config": config.to_dict()}
+    started = time.perf_counter()
     try:
-        result = fit(model, train=train, val=empty, normalization=data.normalization,
+        result = fit(model, train=train, val=test, normalization=data.normalization,
                      config=config, device=torch.device("cpu"), quiet=quiet,
-                     description=job.member_id)
+                     description=job.member_id, eval_key="test_accuracy")
     except TrainingDiverged as error:
         return {**record, "test_accuracy": None, "failed": str(error),
                 "seconds": round(time.perf_counter() - started, 2)}
-    train_seconds = time.perf_counter() - started
-    recompute_bn_statistics(model, take_subset(train, protocol.precise_bn_images,
-                                               protocol.data_seed + 1),
-                            resolution=resolution, normalization=data.normalization)
-    accuracy = evaluate_accuracy(model, test, resolution=resolution,
-                                 normalization=data.normalization, device=torch.device("cpu"),
-                                 batch_size=500, channels_last=True, amp=False)
     latency = measure_latency(job.genome, resolution=resolution, num_classes=data.num_classes,
                               in_channels=data.in_channels, batch_size=1, repeats=10, warmup=2)
-    return {**record, "test_accuracy": round(accuracy, 6), "test_images": len(test),
+    return {**record, "test_accuracy": result.val_accuracy, "test_images": len(test),
             "train_images_per_second": round(result.images_per_second, 1),
             "latency_b1_ms": round(1e3 * latency, 3), "history": result.history,
-            "train_seconds": round(train_seconds, 2),
+            "train_seconds": round(sum(h["train_seconds"] for h in result.history), 2),
             "seconds": round(time.perf_counter() - started, 2)}
-
-
-def recompute_bn_statistics(model: nn.Module, images: Split, *, resolution: int,
-                            normalization, batch_size: int = 128) -> None:
-    """Replace every batch norm's running mean and variance by their exact average over
-    ``images`` under the final weights (pycls's precise BN), in place; no weight changes."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or not len(images):
-        return
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the batches below
-    model.train()
-    with torch.no_grad():
-        for batch, _ in batches(images, batch_size, shuffle=False):
-            model(preprocess(batch, resolution, normalization, channels_last=True))
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
-    model.eval()
 
 
 def measure_speed(jobs: Sequence[Job], *, train: Split, data, protocol: Protocol,
@@ -368,6 +330,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "params": first["params"], "activations": first["activations"],
             "deploy_flops": first["deploy_flops"], "seeds": sorted(r["seed"] for r in runs),
             "accuracy": float(np.mean(accuracies)), "accuracies": accuracies,
+            "test_images": first.get("test_images", 0),
             "spread": float(max(accuracies) - min(accuracies)),
             "train_images_per_second": float(np.median([r["train_images_per_second"] for r in runs])),
             "latency_b1_ms": float(np.median([r["latency_b1_ms"] for r in runs])),
@@ -397,6 +360,95 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 def _millions(value: float) -> str:
     return f"{value / 1e6:.1f}M"
+
+
+def standard_error(row: dict[str, Any]) -> float:
+    """Standard error of a member's mean test accuracy: the binomial sampling error of its
+    test images plus, with two or more seeds, the seed-to-seed variance of the mean."""
+    p, n = row["accuracy"], max(row["test_images"], 1)
+    variance = p * (1 - p) / n
+    if len(row["accuracies"]) > 1:
+        variance += float(np.var(row["accuracies"], ddof=1)) / len(row["accuracies"])
+    return math.sqrt(variance)
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> int:
+    """+1 if ``a`` is more accurate than ``b`` beyond two standard errors of the
+    difference, -1 if less, 0 within noise."""
+    gap = a["accuracy"] - b["accuracy"]
+    noise = 2 * math.hypot(standard_error(a), standard_error(b))
+    return 0 if abs(gap) <= noise else (1 if gap > 0 else -1)
+
+
+def _verdict(outcomes: Sequence[int]) -> str:
+    if not outcomes:
+        return "not measured"
+    if any(o < 0 for o in outcomes):
+        return "not reproduced"
+    return "reproduced" if all(o > 0 for o in outcomes) else "within noise"
+
+
+def _points(a: dict[str, Any], b: dict[str, Any]) -> str:
+    return f"{100 * (a['accuracy'] - b['accuracy']):+.2f}"
+
+
+def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
+           bases: dict[str, str]) -> list[dict[str, str]]:
+    """A verdict for each paper claim from the members there are: "reproduced" when every
+    comparison favours the claim beyond two standard errors, "not reproduced" when any
+    goes against it beyond them, "within noise" otherwise. Members are compared at the
+    same phi, i.e. the same multiply-add multiplier at the deployed resolution."""
+    found = []
+    for base in BASES:
+        outcomes, evidence = [], []
+        for phi in range(1, 1 + max((m["phi"] for m in members.values()), default=0)):
+            compound = members.get(f"{base}/compound-b{phi}")
+            for method in PART2_METHODS[1:]:
+                single = members.get(f"{base}/{method}-b{phi}")
+                if compound and single:
+                    outcomes.append(compare(compound, single))
+                    evidence.append(f"b{phi} vs {method} {_points(compound, single)}")
+        found.append({"part": "2", "claim": f"{bases.get(base, base)}: compound scaling is "
+                      "more accurate than width, depth or resolution alone at the same "
+                      "multiplier (EfficientNet, Fig. 3 and 8)",
+                      "evidence": "; ".join(evidence) or "-", "verdict": _verdict(outcomes)})
+    measured = (speed or {}).get("members", {})
+    accuracy, activations, runtime, evidence = [], [], [], []
+    for phi in range(1, 1 + max((m["phi"] for m in members.values()), default=0)):
+        fast, uniform = (members.get(f"{B0}/fast-a0.8-b{phi}"),
+                         members.get(f"{B0}/fast-a0.333-b{phi}"))
+        if not (fast and uniform):
+            continue
+        # The claim is "as accurate": fast passes unless it is worse beyond noise.
+        accuracy.append(1 if compare(fast, uniform) >= 0 else -1)
+        activations.append(1 if fast["activations"] < uniform["activations"] else -1)
+        text = (f"b{phi}: accuracy {_points(fast, uniform)} points, activations "
+                f"{fast['activations'] / uniform['activations']:.2f}x")
+        if fast["member"] in measured and uniform["member"] in measured:
+            quick, slow = measured[fast["member"]], measured[uniform["member"]]
+            latency_ratio = quick["latency_b1_ms"] / slow["latency_b1_ms"]
+            training_ratio = quick["train_images_per_second"] / slow["train_images_per_second"]
+            runtime.append(1 if latency_ratio < 1 and training_ratio > 1 else -1)
+            text += (f", latency {latency_ratio:.2f}x, training speed {training_ratio:.2f}x")
+        evidence.append(text)
+    fast_verdicts = {"accuracy": _verdict(accuracy), "activations": _verdict(activations),
+                     "runtime (latency and training)": _verdict(runtime)}
+    found.append({"part": "3", "claim": "fast scaling (a = 0.8) is as accurate as uniform "
+                  "compound scaling (a = 1/3), with fewer activations and faster on this "
+                  "machine (Dollar et al. 2021)", "evidence": "; ".join(evidence) or "-",
+                  "verdict": ", ".join(f"{k}: {v}" for k, v in fast_verdicts.items())})
+    outcomes, evidence = [], []
+    for phi in range(0, 1 + max((m["phi"] for m in members.values()), default=0)):
+        name = "b0" if phi == 0 else f"compound-b{phi}"
+        searched, reference = members.get(f"{SEARCHED}/{name}"), members.get(f"{B0}/{name}")
+        if searched and reference:
+            outcomes.append(compare(searched, reference))
+            evidence.append(f"b{phi} {_points(searched, reference)} points at "
+                            f"{searched['flops'] / reference['flops']:.2f}x the multiply-adds")
+    found.append({"part": "4", "claim": "the searched baseline's compound family is more "
+                  "accurate than EfficientNet-B0's at the same multiplier",
+                  "evidence": "; ".join(evidence) or "-", "verdict": _verdict(outcomes)})
+    return found
 
 
 def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
@@ -446,6 +498,10 @@ def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[st
                  for row in compound]
         parts.append(markdown_table(["base", "phi", "px", "multiply-adds", "params",
                                      "test acc %"], table) + "\n")
+    parts.append("### Claims\n")
+    parts.append(markdown_table(["part", "claim", "evidence (accuracy in points)", "verdict"],
+                                [[c["part"], c["claim"], c["evidence"], c["verdict"]]
+                                 for c in claims(members, speed, bases)]) + "\n")
     return "\n".join(parts)
 
 
@@ -582,7 +638,7 @@ def write_results(out: Path, protocol: Protocol, bases: dict[str, str]) -> dict[
     speed = json.loads(speed_path.read_text()) if speed_path.is_file() else None
     summary = {"protocol": protocol.to_dict(), "bases": bases,
                "latency_correlations_log": latency_correlations(members),
-               "members": list(members.values())}
+               "claims": claims(members, speed, bases), "members": list(members.values())}
     atomic_write_json(out / "results.json", summary)
     buffer = io.StringIO()
     fields = ["member", "base", "family", "phi", "seed", "resolution", "flops", "params",

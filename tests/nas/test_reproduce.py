@@ -78,3 +78,48 @@ def test_refuses_to_mix_protocols(tmp_path: Path) -> None:
     with pytest.raises(driver.ReproduceError, match="another --out"):
         driver.main(["--out", str(out), *TINY])
     assert not (out / "members").exists()
+
+
+def _member(base: str, name: str, accuracy: float, *, accuracies=None, activations=1e6,
+            flops=1e7, test_images=2000) -> dict:
+    phi = 0 if name == "b0" else int(name.rsplit("-b", 1)[1])
+    family = "b0" if phi == 0 else name.rsplit("-b", 1)[0]
+    return {"member": f"{base}/{name}", "base": base, "family": family, "phi": phi,
+            "accuracy": accuracy, "accuracies": accuracies or [accuracy],
+            "test_images": test_images, "activations": activations, "flops": flops}
+
+
+def _verdicts(members: list[dict], speed=None) -> dict[str, str]:
+    driver = _load_driver()
+    found = driver.claims({m["member"]: m for m in members}, speed, {})
+    # Part 2 has one claim per base; the one of EfficientNet-B0 is named "2".
+    return {claim["part"]: claim["verdict"] for claim in found
+            if not claim["claim"].startswith("searched")}
+
+
+def test_claim_verdicts_weigh_gaps_against_sampling_and_seed_noise() -> None:
+    b0 = "efficientnet-b0"
+    # 2,000 test images at ~85%: two standard errors of a difference are ~2.3 points.
+    clear = [_member(b0, "compound-b1", 0.88), _member(b0, "width-b1", 0.85),
+             _member(b0, "depth-b1", 0.84), _member(b0, "resolution-b1", 0.85)]
+    assert _verdicts(clear)["2"] == "reproduced"
+    close = [_member(b0, "compound-b1", 0.86), *clear[1:]]
+    assert _verdicts(close)["2"] == "within noise"
+    against = [_member(b0, "compound-b1", 0.80), *clear[1:]]
+    assert _verdicts(against)["2"] == "not reproduced"
+    # The same 3-point gap is noise when two seeds disagree by 8 points.
+    noisy = [_member(b0, "compound-b1", 0.88, accuracies=[0.84, 0.92]), *clear[1:]]
+    assert _verdicts(noisy)["2"] == "within noise"
+    assert _verdicts(clear)["4"] == "not measured"
+
+    fast = [_member(b0, "fast-a0.8-b1", 0.85, activations=4e5),
+            _member(b0, "fast-a0.333-b1", 0.86, activations=5e5)]
+    speed = {"members": {f"{b0}/fast-a0.8-b1": {"latency_b1_ms": 2.0, "train_images_per_second": 300},
+                         f"{b0}/fast-a0.333-b1": {"latency_b1_ms": 2.5, "train_images_per_second": 250}}}
+    assert _verdicts(fast, speed)["3"] == ("accuracy: reproduced, activations: reproduced, "
+                                           "runtime (latency and training): reproduced")
+    slower = {"members": {**speed["members"], f"{b0}/fast-a0.8-b1": {
+        "latency_b1_ms": 2.0, "train_images_per_second": 200}}}
+    worse = [_member(b0, "fast-a0.8-b1", 0.80, activations=4e5), fast[1]]
+    assert _verdicts(worse, slower)["3"] == ("accuracy: not reproduced, activations: reproduced, "
+                                             "runtime (latency and training): not reproduced")
