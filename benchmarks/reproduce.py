@@ -196,7 +196,7 @@ def find_baseline(explicit: Optional[str]) -> Optional[Path]:
 def copy_search_run(best: Path, out: Path) -> Path:
     """Keep the search's small outputs beside the reference run; returns the genome copy."""
     folder = out / "baseline"
-    for name in ("best.json", "trials.csv", "report.html", "pareto.json"):
+    for name in ("best.json", "trials.csv", "report.html", "pareto.json", "study.db"):
         source = best.parent / name
         if source.is_file() and source.stat().st_size < 8_000_000:
             atomic_write_bytes(folder / name, source.read_bytes())
@@ -389,7 +389,10 @@ def _verdict(outcomes: Sequence[int]) -> str:
 
 
 def _points(a: dict[str, Any], b: dict[str, Any]) -> str:
-    return f"{100 * (a['accuracy'] - b['accuracy']):+.2f}"
+    """The accuracy gap in points, and the multiply-adds (as trained) it came at: scaling
+    rounds layers up per stage, so the same phi can cost different amounts."""
+    return (f"{100 * (a['accuracy'] - b['accuracy']):+.2f} at "
+            f"{a['flops'] / b['flops']:.2f}x the multiply-adds")
 
 
 def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
@@ -422,7 +425,7 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
         # The claim is "as accurate": fast passes unless it is worse beyond noise.
         accuracy.append(1 if compare(fast, uniform) >= 0 else -1)
         activations.append(1 if fast["activations"] < uniform["activations"] else -1)
-        text = (f"b{phi}: accuracy {_points(fast, uniform)} points, activations "
+        text = (f"b{phi}: accuracy {_points(fast, uniform)}, activations "
                 f"{fast['activations'] / uniform['activations']:.2f}x")
         if fast["member"] in measured and uniform["member"] in measured:
             quick, slow = measured[fast["member"]], measured[uniform["member"]]
@@ -443,8 +446,7 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
         searched, reference = members.get(f"{SEARCHED}/{name}"), members.get(f"{B0}/{name}")
         if searched and reference:
             outcomes.append(compare(searched, reference))
-            evidence.append(f"b{phi} {_points(searched, reference)} points at "
-                            f"{searched['flops'] / reference['flops']:.2f}x the multiply-adds")
+            evidence.append(f"b{phi} {_points(searched, reference)}")
     found.append({"part": "4", "claim": "the searched baseline's compound family is more "
                   "accurate than EfficientNet-B0's at the same multiplier",
                   "evidence": "; ".join(evidence) or "-", "verdict": _verdict(outcomes)})

@@ -75,7 +75,9 @@ class Factors:
     head), ``resolution`` the base genome's input size. ``dropout`` is set only by the
     official table (the released models raise it with size); ``None`` keeps the base's.
     ``exact_resolution`` marks the official table, whose sizes (260, 300, 380) are used
-    as published instead of being rounded to a multiple of 8.
+    as published instead of being rounded to a multiple of 8. ``nearest_depth`` rounds
+    each stage's layers to the nearest whole number (pycls, for fast scaling) instead of
+    up (EfficientNet).
     """
 
     depth: float
@@ -83,6 +85,7 @@ class Factors:
     resolution: float
     dropout: Optional[float] = None
     exact_resolution: bool = False
+    nearest_depth: bool = False
 
 
 def _check_number(name: str, value: object) -> float:
@@ -173,7 +176,11 @@ def _formula(method: str, phi: float, coefficients: dict[str, float]) -> Factors
     s = FLOPS_BASE ** phi
     if method == "fast":
         a = coefficients["alpha"]
-        return Factors(depth=s ** ((1 - a) / 2), width=s ** (a / 2), resolution=s ** ((1 - a) / 4))
+        # Fast scaling's depth multipliers are small (2^0.1 = 1.07 per doubling at a = 0.8):
+        # rounding them up would add a layer to every stage of B0 and make phi 1 cost
+        # 3.05x instead of 2x, so depths round to nearest as in the paper's pycls scaler.
+        return Factors(depth=s ** ((1 - a) / 2), width=s ** (a / 2),
+                       resolution=s ** ((1 - a) / 4), nearest_depth=True)
     if method == "width":
         return Factors(depth=1.0, width=s ** 0.5, resolution=1.0)
     if method == "depth":
@@ -211,7 +218,10 @@ def round_resolution(pixels: float, divisor: int = 8) -> int:
     return max(divisor, int(math.floor(pixels / divisor + 0.5)) * divisor)
 
 
-def scale_depth(num_layers: int, multiplier: float) -> int:
+def scale_depth(num_layers: int, multiplier: float, *, nearest: bool = False) -> int:
     """Layers of a scaled stage: ``ceil(num_layers x multiplier)``, rounded up per stage
-    as the EfficientNet reference code and torchvision do (``round_repeats``)."""
+    as the EfficientNet reference code and torchvision do (``round_repeats``), or with
+    ``nearest`` rounded to the nearest whole number as pycls's scaler does."""
+    if nearest:
+        return max(1, round(num_layers * multiplier))
     return max(1, math.ceil(num_layers * multiplier - _DEPTH_TOLERANCE))

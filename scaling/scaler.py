@@ -1,13 +1,13 @@
 """Applying scaling factors to a genome: one member (:func:`scale`) or a family
 (:func:`family`).
 
-Rounding, shared by every method (the conventions of the EfficientNet reference code
-and torchvision, which make ``method="official"`` reproduce torchvision's B0..B7
-parameter counts exactly):
+Rounding (the conventions of the EfficientNet reference code and torchvision, which
+make ``method="official"`` reproduce torchvision's B0..B7 parameter counts exactly):
 
 - channels of the stem, every stage and the head: ``space.round_channels(c x width)``,
   a multiple of 8 and never below 90% of the exact value;
-- layers: ``ceil(n x depth)`` per stage (:func:`scaling.factors.scale_depth`);
+- layers: ``ceil(n x depth)`` per stage (:func:`scaling.factors.scale_depth`), except
+  for ``fast``, which rounds to the nearest whole number as the paper's pycls does;
 - resolution: the nearest multiple of 8 of ``base x resolution`` for the formula
   methods, the published size for the official table
   (:func:`scaling.factors.round_resolution`).
@@ -82,7 +82,8 @@ def _apply(genome: Genome, factors: Factors, phi: float) -> Genome:
     try:
         stages = tuple(
             dataclasses.replace(stage, out_channels=round_channels(stage.out_channels * width),
-                                num_layers=scale_depth(stage.num_layers, factors.depth))
+                                num_layers=scale_depth(stage.num_layers, factors.depth,
+                                                      nearest=factors.nearest_depth))
             for stage in genome.stages)
         return dataclasses.replace(
             genome,

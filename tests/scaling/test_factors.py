@@ -64,3 +64,11 @@ def test_warning_when_the_product_is_far_from_two():
     message = coefficient_warning(1.5, 1.1, 1.15)
     assert message and "2.400" in message
     assert coefficient_warning(1.0, 1.0, 1.0) is not None
+
+
+def test_fast_scaling_rounds_depth_to_nearest():
+    # a = 0.8, phi 1: depth 2^0.1 = 1.07. Rounded up, every stage of B0 would gain a layer.
+    assert scaling_factors(1, "fast", alpha=0.8).nearest_depth
+    assert not scaling_factors(1, "compound").nearest_depth
+    assert scale_depth(4, 2 ** 0.1, nearest=True) == 4 and scale_depth(4, 2 ** 0.1) == 5
+    assert scale_depth(2, 1.26, nearest=True) == 3 and scale_depth(1, 0.4, nearest=True) == 1

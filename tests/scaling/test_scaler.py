@@ -94,3 +94,11 @@ def test_family_members_costs_and_errors(caplog):
     with caplog.at_level(logging.WARNING, logger="scaling"):
         family(B0, [1], alpha=2.0)
     assert "not within 10% of 2" in caplog.text
+
+
+@pytest.mark.parametrize("a", [0.8, 1 / 3])
+def test_fast_members_cost_close_to_their_multiplier(a):
+    # pycls rounds depth to nearest; with EfficientNet's ceil, phi 1 at a = 0.8 cost 3.05x.
+    members = family(B0, range(4), "fast", alpha=a)
+    for member in members[1:]:
+        assert member.flops_ratio == pytest.approx(2 ** member.phi, rel=0.25), member.flops_ratio
