@@ -8,7 +8,8 @@ benchmarks/results/rank_fidelity.json.
 
 The CPU is shared and each genome costs 6 proxy trainings, so by default the proxy here
 is smaller than the search's default (1 epoch instead of 3 on 10,000 images); pass
-``--subset 10000 --epochs 3`` to measure the default proxy itself (about 16 x 6 x 75 s).
+``--subset 10000 --epochs 3 --out benchmarks/results/rank_fidelity_default.json`` to
+measure the default proxy itself (about 16 x 20 minutes on 2 cores).
 
     python3 benchmarks/bench_rank_fidelity.py [--genomes 16] [--subset 5000] [--epochs 1]
 
@@ -22,6 +23,7 @@ import json
 import os
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -65,8 +67,11 @@ def main() -> None:
         "zero_cost": {name: evaluator.settings() for name, evaluator in zero_cost.items()}}))
     # Written after every genome; a rerun with the same settings continues where it stopped.
     previous = json.loads(out.read_text()) if out.exists() else {}
-    rows = previous.get("rows", []) if all(previous.get(k) == v for k, v in settings.items()) \
-        else []
+    if previous.get("rows") and any(previous.get(k) != v for k, v in settings.items()):
+        print(f"bench_rank_fidelity: error: {out} holds a run with other settings; pass --out "
+              "for this one (e.g. benchmarks/results/rank_fidelity_default.json)", file=sys.stderr)
+        sys.exit(2)
+    rows = previous.get("rows", [])
     started = time.perf_counter() - previous.get("wall_seconds", 0) if rows else time.perf_counter()
     for index, genome in enumerate(genomes):
         if index < len(rows):
