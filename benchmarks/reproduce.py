@@ -358,6 +358,10 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def _number(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _millions(value: float) -> str:
     return f"{value / 1e6:.1f}M"
 
@@ -485,8 +489,8 @@ def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[st
                 measured = (speed or {}).get("members", {}).get(row["member"], {})
                 table.append([label, row["phi"], row["resolution"], _millions(row["flops"]),
                               _millions(row["activations"]), _percent(row),
-                              f"{measured.get('train_images_per_second', math.nan):.0f}",
-                              f"{measured.get('latency_b1_ms', math.nan):.1f}",
+                              _number(measured.get("train_images_per_second"), ".0f"),
+                              _number(measured.get("latency_b1_ms"), ".1f"),
                               f"{row['train_images_per_second']:.0f}"])
         parts.append(markdown_table(["family", "phi", "px", "multiply-adds", "activations",
                                      "test acc %", "train img/s (interleaved)",
@@ -571,8 +575,13 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
         _finish_axis(accuracy_axis, "multiply-adds per image", "test accuracy (%)")
         _finish_axis(activation_axis, "multiply-adds per image", "activations per image")
         activation_axis.set_yscale("log")
-        _finish_axis(speed_axis, "multiply-adds per image", "milliseconds (this CPU)")
-        speed_axis.set_yscale("log")
+        if any(r["member"] in measured for rows in fast_rows.values() for r in rows):
+            _finish_axis(speed_axis, "multiply-adds per image", "milliseconds (this CPU)")
+            speed_axis.set_yscale("log")
+        else:  # speed.json is written when part 3 runs; a log axis cannot be empty
+            speed_axis.set_axis_off()
+            speed_axis.text(0.5, 0.5, "runtimes not measured yet", ha="center",
+                            transform=speed_axis.transAxes)
         figure.suptitle("Part 3: fast scaling (a = 0.8) against uniform compound scaling "
                         "(a = 1/3) of EfficientNet-B0")
         figure.supxlabel(caption, fontsize=8)
