@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,6 +55,21 @@ def test_trains_writes_and_resumes_without_retraining(tmp_path: Path) -> None:
     assert (out / "part2_efficientnet-b0.png").stat().st_size > 1000
     protocol = json.loads((out / "protocol.json").read_text())
     assert protocol["protocol"]["subset"] == 200 and len(protocol["runs"]) == 1
+
+    # Two worker processes (the script as a user runs it) train the same members to the
+    # same accuracies: each process holds its own seeded copy of the data and model.
+    parallel = tmp_path / "parallel"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"), "--out",
+                           str(parallel), *TINY, "--workers", "2"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained 2, skipped 0" in done.stdout
+    for member in ("b0", "compound-b1"):
+        serial, side_by_side = (json.loads((folder / f"members/seed0/efficientnet-b0/{member}/"
+                                                     "metrics.json").read_text())
+                                for folder in (out, parallel))
+        assert side_by_side["test_accuracy"] == serial["test_accuracy"]
+        assert side_by_side["threads"] == 1
 
     before = _mtimes(out)
     second = driver.main(["--out", str(out), *TINY])
