@@ -733,7 +733,14 @@ _TRAINER: dict[str, Any] = {}
 
 
 def start_trainer(data_dir: Optional[str], protocol: Protocol, threads: Optional[int],
-                  quiet: bool) -> None:
+                  quiet: bool, worker: bool = False) -> None:
+    if worker and sys.platform.startswith("linux"):
+        # A killed run must not leave its workers training on, unseen, beside the next
+        # one: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG).
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
     if threads:
         torch.set_num_threads(threads)
     data = load_dataset("fashion-mnist", data_dir)
@@ -898,7 +905,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         setup = (args.data, protocol, threads, args.quiet or args.workers > 1)
         if args.workers > 1:
             executor = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
-                                           initializer=start_trainer, initargs=setup)
+                                           initializer=start_trainer, initargs=(*setup, True))
         else:
             start_trainer(*setup)
             executor = _InProcess()
