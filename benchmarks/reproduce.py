@@ -412,10 +412,10 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
     comparison favours the claim beyond two standard errors, "not reproduced" when any
     goes against it beyond them, "within noise" otherwise. Members are compared at the
     same phi, i.e. the same multiply-add multiplier at the deployed resolution."""
-    found = []
+    found, top_phi = [], max((m["phi"] for m in members.values()), default=0)
     for base in BASES:
         outcomes, evidence = [], []
-        for phi in range(1, 1 + max((m["phi"] for m in members.values()), default=0)):
+        for phi in range(1, 1 + top_phi):
             compound = members.get(f"{base}/compound-b{phi}")
             for method in PART2_METHODS[1:]:
                 single = members.get(f"{base}/{method}-b{phi}")
@@ -428,7 +428,7 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
                       "evidence": "; ".join(evidence) or "-", "verdict": _verdict(outcomes)})
     measured = (speed or {}).get("members", {})
     accuracy, activations, runtime, evidence = [], [], [], []
-    for phi in range(1, 1 + max((m["phi"] for m in members.values()), default=0)):
+    for phi in range(1, 1 + top_phi):
         fast, uniform = (members.get(f"{B0}/fast-a0.8-b{phi}"),
                          members.get(f"{B0}/fast-a0.333-b{phi}"))
         if not (fast and uniform):
@@ -452,7 +452,7 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
                   "machine (Dollar et al. 2021)", "evidence": "; ".join(evidence) or "-",
                   "verdict": ", ".join(f"{k}: {v}" for k, v in fast_verdicts.items())})
     outcomes, evidence = [], []
-    for phi in range(0, 1 + max((m["phi"] for m in members.values()), default=0)):
+    for phi in range(0, 1 + top_phi):
         name = "b0" if phi == 0 else f"compound-b{phi}"
         searched, reference = members.get(f"{SEARCHED}/{name}"), members.get(f"{B0}/{name}")
         if searched and reference:

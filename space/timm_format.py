@@ -482,21 +482,36 @@ def _first_difference(genome: Genome, rebuilt: Genome) -> Optional[str]:
 
 
 def to_timm(genome: Genome, *, base: Optional[Genome] = None, channel_multiplier: float = 1.0,
-            depth_multiplier: float = 1.0, depth_trunc: str = "ceil") -> TimmArch:
+            depth_multiplier: float = 1.0, depth_trunc: Optional[str] = None) -> TimmArch:
     """``genome`` as timm strings.
 
     Without ``base``: one string per stage at the genome's final widths and repeats, with
     multipliers 1.0. With ``base`` (say the B0 a scaled genome came from) and its
     multipliers: ``base``'s strings plus the multipliers, the way timm writes B1..B7, but
-    only when timm's scaling of them rebuilds ``genome`` exactly. Training settings
-    (dropout, drop-connect), resolution and name always come from ``genome``.
+    only when timm's scaling of them rebuilds ``genome`` exactly. ``depth_trunc`` None
+    picks the first of ``"ceil"`` (EfficientNet's and timm's default) and ``"round"`` (fast
+    scaling's repeats) that does. Training settings (dropout, drop-connect), resolution and
+    name always come from ``genome``.
 
     Raises :class:`TimmFormatError` naming the first thing timm would build differently.
     """
     if base is None and (channel_multiplier != 1.0 or depth_multiplier != 1.0
-                         or depth_trunc != "ceil"):
+                         or depth_trunc not in (None, "ceil")):
         raise TimmFormatError("channel/depth multipliers scale a base genome's strings; pass "
                               "base= (the unscaled genome) with them")
+    if depth_trunc is None:
+        def written(trunc: str) -> TimmArch:
+            return to_timm(genome, base=base, channel_multiplier=channel_multiplier,
+                           depth_multiplier=depth_multiplier, depth_trunc=trunc)
+        try:
+            return written("ceil")
+        except TimmFormatError as ceil_error:
+            if base is None:
+                raise
+            try:
+                return written("round")
+            except TimmFormatError:
+                raise ceil_error from None
     source = genome if base is None else base
     label = f"genome {genome.name!r}" if genome.name else "the genome"
     try:

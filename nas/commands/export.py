@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         body = json.loads(text)
         print(f"wrote {out}: {genome.name or 'genome'} as timm strings "
               f"(channel multiplier {body['channel_multiplier']:g}, depth multiplier "
-              f"{body['depth_multiplier']:g}, act_layer {body['act_layer']!r})")
+              f"{body['depth_multiplier']:g}, depth_trunc {body['depth_trunc']!r}, act_layer "
+              f"{body['act_layer']!r})")
         for stage in body["arch_def"]:
             print(f"  {stage}")
         print("build it in timm with the Python lines under \"python\" in the file"

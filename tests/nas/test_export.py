@@ -176,7 +176,7 @@ def test_cli_timm_base_and_multipliers(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "--genome", str(tmp_path / "b3.json"), "--format", "timm",
                            "--base", "efficientnet-b0", "--channel-multiplier", "1.2",
                            "--depth-multiplier", "1.4", "--out", str(tmp_path / "b3.timm.json"))
-    assert code == 0 and "channel multiplier 1.2, depth multiplier 1.4" in out
+    assert code == 0 and "channel multiplier 1.2, depth multiplier 1.4, depth_trunc 'ceil'" in out
     data = json.loads((tmp_path / "b3.timm.json").read_text())
     assert data["arch_def"][1] == ["ir_r2_k3_s2_e6_c24_se0.25"]
     assert TimmArch.from_dict(data, ignore=("format", "python")).to_genome() == b3

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from scaling import OFFICIAL_TABLE, scale
+from scaling import OFFICIAL_TABLE, scale, scaling_factors
 from space import Genome, NasError, SearchSpace, Stage, presets
 from space.timm_format import TimmArch, TimmFormatError, from_timm, stage_string, to_timm
 
@@ -95,6 +95,22 @@ def test_scaled_genomes_round_trip_as_final_strings(method):
     for phi in (1, 2, 3):
         member = scale(b0, phi=phi, method=method)
         assert to_timm(member).to_genome() == member
+
+
+def test_fast_members_are_written_as_base_strings_with_rounded_depth():
+    """Fast scaling rounds repeats to nearest, so timm must rebuild it with
+    depth_trunc="round"; ceil would add a layer to every stage of B0 at phi 1."""
+    b0 = presets.get("efficientnet-b0")
+    for phi in (1, 2, 3):
+        member = scale(b0, phi=phi, method="fast")
+        factors = scaling_factors(phi, "fast")
+        arch = to_timm(member, base=b0, channel_multiplier=factors.width,
+                       depth_multiplier=factors.depth)
+        assert arch.depth_trunc == "round"
+        assert arch.to_genome() == member
+    official = to_timm(scale(b0, phi=3, method="official"), base=b0, channel_multiplier=1.2,
+                       depth_multiplier=1.4)
+    assert official.depth_trunc == "ceil"
 
 
 def test_wrong_multipliers_for_a_base_are_refused_with_the_first_difference():
