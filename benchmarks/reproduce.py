@@ -27,7 +27,7 @@ genome is refused rather than mixed.
 Writes into ``--out`` (default runs/reference): protocol.json, baseline/ (the searched
 genome and the search's best.json, trials.csv, report.html), families/<base>/<method>/
 (``nas scale`` output: b0..b3.json, family.json/.csv/.png/.html), members/ (metrics),
-speed.json (part 3), results.json, results.csv, summary.md and part2_*.png, part3.png,
+speed.json (part 3), results.json, results.csv, summary.md and part1.png, part2_*.png, part3.png,
 part4.png, latency.png. Usage:
 
     python3 benchmarks/reproduce.py [--out runs/reference] [--seeds 0 1] [--parts 2 3 4]
@@ -464,10 +464,58 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
     return found
 
 
+def search_record(out: Path) -> Optional[dict[str, Any]]:
+    """Part 1 from the copied study (baseline/study.db): its target, wall time and every
+    trial's state, cost and proxy accuracy; None without a copied study."""
+    import optuna
+
+    path = out / "baseline" / "study.db"
+    if not path.is_file():
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{path}")
+    trials = []
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        trials.append({"number": trial.number, "state": trial.state.name,
+                       "trained": bool(trial.intermediate_values) or trial.value is not None,
+                       "flops": attrs.get("flops"), "params": attrs.get("params"),
+                       "accuracy": attrs.get("accuracy", max(
+                           trial.intermediate_values.values(), default=None)),
+                       # Optuna stores a pruned trial's last intermediate value as its
+                       # value; that is an accuracy, not a reward.
+                       "reward": trial.value if trial.state.name == "COMPLETE" else None,
+                       "seconds": (trial.duration.total_seconds() if trial.duration else None)})
+    starts = [t.datetime_start for t in study.trials if t.datetime_start]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
+    return {"study": study.study_name, "target_flops": study.user_attrs.get("target"),
+            "evaluator": study.user_attrs.get("evaluator"),
+            "wall_seconds": (max(ends) - min(starts)).total_seconds() if ends else None,
+            "trials": trials}
+
+
+def search_markdown(search: dict[str, Any]) -> str:
+    trained = [t for t in search["trials"] if t["trained"]]
+    best = max((t for t in trained if t["reward"] is not None), key=lambda t: t["reward"],
+               default=None)
+    table = [[t["number"] if t is not best else f"**{t['number']}** (best)", t["state"],
+              _millions(t["flops"]), _millions(t["params"]),
+              _number(None if t["accuracy"] is None else 100 * t["accuracy"], ".2f"),
+              _number(t["reward"], ".4f"), _number(t["seconds"], ".0f")] for t in trained]
+    minutes = (search["wall_seconds"] or 0) / 60
+    return (f"### Part 1: the search ({search['study']})\n\n"
+            f"{len(search['trials'])} trials in {minutes:.1f} minutes, target "
+            f"{_millions(search['target_flops'])} multiply-adds at 224 px, evaluator "
+            f"{search['evaluator']}; {len(search['trials']) - len(trained)} of them were "
+            "screened out by their multiply-adds before training. The trained ones:\n\n"
+            + markdown_table(["trial", "state", "multiply-adds", "params",
+                              "proxy val acc %", "reward", "seconds"], table) + "\n")
+
+
 def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
-                     bases: dict[str, str]) -> str:
+                     bases: dict[str, str], search: Optional[dict[str, Any]] = None) -> str:
     """Tables of all parts (accuracy in %, mean ± half the max-min spread over seeds)."""
-    parts = []
+    parts = [search_markdown(search)] if search else []
     headers = ["family", "phi", "px", "multiply-adds", "x b0", "params", "activations",
                "test acc %", "train img/s", "latency b1 ms"]
     for base in BASES:
@@ -539,13 +587,35 @@ def _save(figure, path: Path) -> None:
 
 
 def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
-                bases: dict[str, str], protocol: Protocol) -> list[str]:
-    """part2_<base>.png, part3.png, part4.png, latency.png; returns the names written."""
+                bases: dict[str, str], protocol: Protocol,
+                search: Optional[dict[str, Any]] = None) -> list[str]:
+    """part1.png, part2_<base>.png, part3.png, part4.png, latency.png; returns the names
+    written."""
     from matplotlib.figure import Figure
 
     caption = (f"Fashion-MNIST, {protocol.subset} training images x {protocol.epochs} epoch(s), "
                f"{protocol.resolution} px x resolution multiplier; error bars: min-max over seeds")
     written = []
+    if search:
+        figure = Figure(figsize=(7.5, 4.5), layout="constrained")
+        axis = figure.subplots()
+        trained = [t for t in search["trials"] if t["trained"] and t["accuracy"] is not None]
+        screened = [t for t in search["trials"] if not t["trained"] and t["flops"]]
+        axis.scatter([t["flops"] for t in trained], [100 * t["accuracy"] for t in trained],
+                     color="tab:red", label="trained (proxy validation accuracy)")
+        for trial in trained:
+            axis.annotate(str(trial["number"]), (trial["flops"], 100 * trial["accuracy"]),
+                          textcoords="offset points", xytext=(4, 4), fontsize=8)
+        bottom = min((100 * t["accuracy"] for t in trained), default=0) - 2
+        axis.scatter([t["flops"] for t in screened], [bottom] * len(screened), marker="|",
+                     s=200, color="gray", label="screened out by multiply-adds")
+        if search["target_flops"]:
+            axis.axvline(search["target_flops"], color="black", linestyle=":", label="target")
+        _finish_axis(axis, "multiply-adds at 224 px", "proxy validation accuracy (%)")
+        axis.set_xscale("linear")
+        figure.suptitle(f"Part 1: the search ({search['study']}), every trial")
+        _save(figure, out / "part1.png")
+        written.append("part1.png")
     for base in BASES:
         if not any(m["base"] == base and m["phi"] > 0 for m in members.values()):
             continue
@@ -654,7 +724,8 @@ def write_results(out: Path, protocol: Protocol, bases: dict[str, str]) -> dict[
     members = aggregate(rows)
     speed_path = out / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.is_file() else None
-    summary = {"protocol": protocol.to_dict(), "bases": bases,
+    search = search_record(out)
+    summary = {"protocol": protocol.to_dict(), "bases": bases, "search": search,
                "latency_correlations_log": latency_correlations(members),
                "claims": claims(members, speed, bases), "members": list(members.values())}
     atomic_write_json(out / "results.json", summary)
@@ -666,8 +737,8 @@ def write_results(out: Path, protocol: Protocol, bases: dict[str, str]) -> dict[
     writer.writeheader()
     writer.writerows(sorted(rows, key=lambda r: (r["member"], r["seed"])))
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    atomic_write_text(out / "summary.md", summary_markdown(members, speed, bases))
-    summary["plots"] = write_plots(out, members, speed, bases, protocol)
+    atomic_write_text(out / "summary.md", summary_markdown(members, speed, bases, search))
+    summary["plots"] = write_plots(out, members, speed, bases, protocol, search)
     return summary
 
 

@@ -139,3 +139,41 @@ def test_claim_verdicts_weigh_gaps_against_sampling_and_seed_noise() -> None:
     worse = [_member(b0, "fast-a0.8-b1", 0.80, activations=4e5), fast[1]]
     assert _verdicts(worse, slower)["3"] == ("accuracy: not reproduced, activations: reproduced, "
                                              "runtime (latency and training): not reproduced")
+
+
+def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: Path) -> None:
+    import optuna
+
+    driver = _load_driver()
+    (tmp_path / "baseline").mkdir()
+    storage = f"sqlite:///{tmp_path / 'baseline' / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    study.set_user_attr("target", 400_000_000)
+    study.set_user_attr("evaluator", "proxy-train")
+    for flops, accuracies, outcome in ((390e6, [0.80, 0.85], 0.86), (300e6, [], None),
+                                       (410e6, [0.70], None)):
+        trial = study.ask()
+        trial.set_user_attr("flops", int(flops))
+        trial.set_user_attr("params", 2_000_000)
+        for step, accuracy in enumerate(accuracies, 1):
+            trial.report(accuracy, step)
+        if outcome is None:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            trial.set_user_attr("accuracy", accuracies[-1])
+            study.tell(trial, outcome)
+
+    search = driver.search_record(tmp_path)
+    assert search["target_flops"] == 400_000_000 and len(search["trials"]) == 3
+    complete, screened, pruned = search["trials"]
+    assert (complete["trained"], complete["accuracy"], complete["reward"]) == (True, 0.85, 0.86)
+    assert not screened["trained"]
+    # Optuna keeps a pruned trial's last accuracy as its value: not a reward.
+    assert (pruned["trained"], pruned["accuracy"], pruned["reward"]) == (True, 0.70, None)
+    text = driver.search_markdown(search)
+    assert "3 trials" in text and "1 of them were screened out" in text
+    assert "| **0** (best) | COMPLETE | 390.0M | 2.0M | 85.00 | 0.8600 |" in text
+    assert "| 2 | PRUNED | 410.0M | 2.0M | 70.00 | - |" in text
+    written = driver.write_plots(tmp_path, {}, None, {}, driver.Protocol(), search)
+    assert written == ["part1.png"] and (tmp_path / "part1.png").stat().st_size > 1000
+    assert driver.search_record(tmp_path / "elsewhere") is None
