@@ -809,9 +809,14 @@ def start_trainer(data_dir: Optional[str], protocol: Protocol, threads: Optional
         # A killed run must not leave its workers training on, unseen, beside the next
         # one: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG).
         import ctypes
+        import multiprocessing
         import signal
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
+        # A parent killed while this worker was still importing died before the request
+        # above, so no signal will come: this worker is already an orphan.
+        if os.getppid() != multiprocessing.parent_process().pid:
+            os._exit(1)
     if threads:
         torch.set_num_threads(threads)
     data = load_dataset("fashion-mnist", data_dir)
