@@ -67,7 +67,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from nas.common import UsageError, atomic_write_bytes, atomic_write_json, atomic_write_text  # noqa: E402
+from nas.common import (UsageError, atomic_write_bytes, atomic_write_json,  # noqa: E402
+                        atomic_write_text, die_with_parent)
 from nas.data import Split, load_dataset, proxy_resolution, take_subset  # noqa: E402
 from nas.latency import measure_latency  # noqa: E402
 from nas.train import TrainConfig, TrainingDiverged, fit  # noqa: E402
@@ -805,18 +806,8 @@ _TRAINER: dict[str, Any] = {}
 
 def start_trainer(data_dir: Optional[str], protocol: Protocol, threads: Optional[int],
                   quiet: bool, worker: bool = False) -> None:
-    if worker and sys.platform.startswith("linux"):
-        # A killed run must not leave its workers training on, unseen, beside the next
-        # one: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG).
-        import ctypes
-        import multiprocessing
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
-        # A parent killed while this worker was still importing died before the request
-        # above, so no signal will come: this worker is already an orphan.
-        if os.getppid() != multiprocessing.parent_process().pid:
-            os._exit(1)
+    if worker:
+        die_with_parent()
     if threads:
         torch.set_num_threads(threads)
     data = load_dataset("fashion-mnist", data_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
@@ -12,7 +13,8 @@ from typing import Any, Iterable, Sequence, Union
 from space import Genome, NasError, presets
 
 __all__ = ["UsageError", "parse_count", "format_count", "load_genome", "atomic_write_text",
-           "atomic_write_bytes", "atomic_write_json", "format_table", "check_writable_dir"]
+           "atomic_write_bytes", "atomic_write_json", "format_table", "check_writable_dir",
+           "die_with_parent"]
 
 
 class UsageError(NasError):
@@ -113,3 +115,22 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def _looks_numeric(text: str) -> bool:
     return bool(re.match(r"^[-+]?[0-9.,]+[A-Za-z%x]?$", text))
+
+
+def die_with_parent() -> None:
+    """Make this worker process die when the process that started it dies, even by
+    SIGKILL, which gives the parent no chance to stop its workers: they would otherwise
+    train on, unseen, beside the next run. Call it first thing in a worker (Linux only;
+    elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import multiprocessing
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    # A parent killed while this worker was still starting died before the request above,
+    # so no signal will come: this worker is already an orphan.
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        os._exit(1)

@@ -35,7 +35,8 @@ from tqdm import tqdm
 from space import Genome, SearchSpace, SpaceError, cost
 
 from . import dashboard
-from .common import UsageError, atomic_write_json, atomic_write_text, check_writable_dir, format_count
+from .common import (UsageError, atomic_write_json, atomic_write_text, check_writable_dir,
+                     die_with_parent, format_count)
 from .protocol import EVALUATORS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
 from .storage import (StorageError, default_storage_url, fail_dead_local_workers, mask_url,
@@ -538,6 +539,8 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
 def _worker(config: SearchConfig, threads: int) -> None:
     import torch
 
+    # A SIGKILLed `nas search` must not leave helpers running trials into the study.
+    die_with_parent()
     torch.set_num_threads(threads)
     _Search(config).run()
 

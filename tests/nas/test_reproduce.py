@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -181,55 +178,3 @@ def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: 
     assert written == ["part1.png"] and (tmp_path / "part1.png").stat().st_size > 1000
     assert driver.search_record(tmp_path / "elsewhere") is None
 
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # an orphan reaped late by a container's init is already dead
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
-def test_killing_the_run_kills_its_workers(tmp_path: Path) -> None:
-    """SIGKILL of the driver gives it no chance to stop its pool; the workers must not
-    train on unseen beside the next run."""
-    out = tmp_path / "reference"
-    run = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"), "--out",
-                            str(out), *TINY, "--workers", "2", "--seeds", "0", "1", "2", "3"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        workers: list[int] = []
-        deadline = time.monotonic() + 120
-        while len(workers) < 2 and time.monotonic() < deadline and run.poll() is None:
-            time.sleep(0.2)
-            workers = [pid for pid in _children(run.pid)
-                       if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-        assert len(workers) == 2, "the run never started its two workers"
-        # Kill once they are training: the first member is written.
-        while (not list((out / "members").rglob("metrics.json"))
-               and time.monotonic() < deadline and run.poll() is None):
-            time.sleep(0.2)
-        assert run.poll() is None, "the run ended before it could be killed"
-        os.kill(run.pid, signal.SIGKILL)
-        run.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not [pid for pid in workers if _alive(pid)]
-    finally:
-        if run.poll() is None:
-            run.kill()

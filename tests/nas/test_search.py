@@ -78,6 +78,17 @@ def test_rerun_resumes_and_counts_trials_in_total(tmp_path):
     assert len(load(tmp_path, "r").trials) == len(study.trials)
 
 
+def test_jobs_share_one_study_and_its_trial_budget(tmp_path):
+    # 12 trials: the helper needs a few seconds to start, and must get some of them.
+    assert search(tmp_path, "--n-trials", "12", "--study", "j", "--jobs", "2") == 0
+    trials = load(tmp_path, "j").trials
+    assert budget_used(trials) == 12
+    evaluated = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len({t.user_attrs["worker"] for t in evaluated}) == 2  # both processes worked
+    rows = list(csv.DictReader(open(tmp_path / "j" / "trials.csv")))
+    assert len(rows) == len(trials)  # written after the helper's last trial
+
+
 def test_time_budget_stops_between_trials_and_a_rerun_continues(tmp_path, capsys):
     # A naswot trial takes a fraction of a second: 2 s cannot hold 500 of them. Without
     # screening every trial counts, and the first always runs.
