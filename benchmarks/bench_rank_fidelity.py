@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import random
@@ -102,7 +103,8 @@ def main() -> None:
     result = summarize(rows, settings, started, complete=True)
     print()
     print(format_table(["score", "Spearman vs 5x longer training", "genomes"],
-                       [[key, f"{value['spearman']:+.3f}", value["genomes"]]
+                       [[key, "n/a" if value["spearman"] is None else f"{value['spearman']:+.3f}",
+                         value["genomes"]]
                         for key, value in result["correlations"].items()]))
     print("mean seconds per genome: " + ", ".join(
         f"{k} {v}" for k, v in result["mean_seconds_per_genome"].items()))
@@ -158,9 +160,11 @@ def summarize(rows: list[dict], settings: dict, started: float, *, complete: boo
     for key in ["proxy"] + ZERO_COST + ["flops_224"]:
         pairs = [(row[key], row["long"]) for row in rows
                  if row[key] is not None and row["long"] is not None]
-        rho = spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic \
-            if len(pairs) > 2 else float("nan")
-        correlations[key] = {"spearman": round(float(rho), 4), "genomes": len(pairs)}
+        rho = float(spearmanr([a for a, _ in pairs], [b for _, b in pairs]).statistic) \
+            if len(pairs) > 2 else math.nan
+        # null, not NaN: NaN is not JSON, and strict readers of the results file reject it
+        correlations[key] = {"spearman": round(rho, 4) if math.isfinite(rho) else None,
+                             "genomes": len(pairs)}
     seconds = {key: round(sum(row[f"{key}_seconds"] for row in rows) / len(rows), 3)
                for key in ["proxy", "long"] + ZERO_COST}
     return {
