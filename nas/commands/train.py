@@ -20,7 +20,7 @@ from ..train import OPTIMIZERS, SCHEDULES, Distributed, TrainConfig, TrainingDiv
 
 EXAMPLES = """\
 examples:
-  nas train --genome efficientnet-b0                      30 epochs on Fashion-MNIST at 32 px
+  nas train --genome efficientnet-b0                      40 epochs on Fashion-MNIST at 32 px
   nas train --genome runs/<study>/best.json --epochs 10 --out runs/best-train
   nas train --genome family/b3.json                       at 32 px x b3's resolution multiplier
   nas train --genome efficientnet-b0 --out runs/b0 --resume        continue after a stop
@@ -35,8 +35,9 @@ set with --val-size N (then the test set is scored once at the end). OUT/metrics
 OUT/checkpoint.pt are rewritten atomically after every epoch.
 """
 
-# Full-training defaults (benchmarks/bench_full_train.py measures them on EfficientNet-B0).
-DEFAULTS = {"epochs": 30, "batch_size": 256, "optimizer": "adamw", "lr": None,
+# Full-training defaults (benchmarks/bench_full_train.py measures them on EfficientNet-B0:
+# 40 epochs reach 93.3% Fashion-MNIST test accuracy, 30 epochs stop at 92.9%).
+DEFAULTS = {"epochs": 40, "batch_size": 256, "optimizer": "adamw", "lr": None,
             "weight_decay": None, "schedule": "onecycle", "label_smoothing": 0.1,
             "augment": True, "resolution": 32, "seed": 0}
 # Settings a resumed run must keep (the schedule's length, --epochs, may grow).
