@@ -6,7 +6,7 @@ benchmarks/results/full_train.json: the test accuracy after every epoch, the fir
 at or above 93%, the wall time and the training throughput. Long on 2 CPU cores: run it
 in the background, e.g.
 
-    nohup python3 benchmarks/bench_full_train.py --epochs 20 > /tmp/full_train.log 2>&1 &
+    nohup python3 benchmarks/bench_full_train.py > /tmp/full_train.log 2>&1 &
 
 A stopped run continues with ``--resume`` (the command's own resume).
 """
@@ -22,13 +22,17 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nas.commands.train import DEFAULTS  # noqa: E402
 TARGET = 0.93
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"],
+                        help="default: nas train's own (%(default)s)")
     parser.add_argument("--out-dir", default=str(REPO / "runs" / "bench-full-train"))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--nproc", type=int, default=1,
