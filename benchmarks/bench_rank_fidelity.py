@@ -133,11 +133,11 @@ def score_genome(genome) -> dict:
            "genome_json": genome.to_dict()}
     for name, evaluator in _SCORER["zero_cost"].items():
         timer = time.perf_counter()
-        row[name] = _score(evaluator, genome)
+        row[name] = score_or_none(evaluator, genome)
         row[f"{name}_seconds"] = round(time.perf_counter() - timer, 3)
     for key in ("proxy", "long"):
         timer = time.perf_counter()
-        row[key] = _score(_SCORER[key], genome)
+        row[key] = score_or_none(_SCORER[key], genome)
         row[f"{key}_seconds"] = round(time.perf_counter() - timer, 1)
     row["threads"] = torch.get_num_threads()
     return row
@@ -180,7 +180,7 @@ def summarize(rows: list[dict], settings: dict, started: float, *, complete: boo
     }
 
 
-def _score(evaluator, genome):
+def score_or_none(evaluator, genome):
     try:
         return round(evaluator.evaluate(genome), 6)
     except EvaluationFailed as error:
