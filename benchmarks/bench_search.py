@@ -62,10 +62,12 @@ def readme_command(args) -> None:
     best = max((row for row in rows if row["reward"]), key=lambda row: float(row["reward"]))
     assert json.loads(best["genome"])["stages"] == best_genome.to_dict()["stages"]
     flops = int(best["flops"])  # at 224 px, for Fashion-MNIST's 1 channel and 10 classes
-    screened = sum("not evaluated" in row["note"] for row in rows)
-    states = {"screened": screened, **{
-        state: sum(row["state"] == state and "not evaluated" not in row["note"] for row in rows)
-        for state in ("COMPLETE", "PRUNED", "FAIL")}}
+    # "not evaluated": outside the cost window; "not trained": below the prescreen's bar
+    kinds = {"screened": "not evaluated", "prescreened": "not trained"}
+    states = {kind: sum(marker in row["note"] for row in rows) for kind, marker in kinds.items()}
+    states.update({state: sum(row["state"] == state and not any(
+        marker in row["note"] for marker in kinds.values()) for row in rows)
+        for state in ("COMPLETE", "PRUNED", "FAIL")})
     summary = [line for line in done.stdout.splitlines() if line.strip()][-12:]
     print("\n".join(summary))
     print(f"README command: {seconds / 60:.1f} min wall, best {flops / 1e6:.1f}M multiply-adds "

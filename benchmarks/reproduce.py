@@ -480,6 +480,7 @@ def search_record(out: Path) -> Optional[dict[str, Any]]:
         attrs = trial.user_attrs
         trials.append({"number": trial.number, "state": trial.state.name,
                        "trained": bool(trial.intermediate_values) or trial.value is not None,
+                       "prescreened": "prescreen_score" in attrs and "screened" in attrs,
                        "flops": attrs.get("flops"), "params": attrs.get("params"),
                        "accuracy": attrs.get("accuracy", max(
                            trial.intermediate_values.values(), default=None)),
@@ -491,6 +492,7 @@ def search_record(out: Path) -> Optional[dict[str, Any]]:
     ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
     return {"study": study.study_name, "target_flops": study.user_attrs.get("target"),
             "evaluator": study.user_attrs.get("evaluator"),
+            "prescreen": study.user_attrs.get("prescreen", "none"),
             "wall_seconds": (max(ends) - min(starts)).total_seconds() if ends else None,
             "trials": trials}
 
@@ -504,11 +506,14 @@ def search_markdown(search: dict[str, Any]) -> str:
               _number(None if t["accuracy"] is None else 100 * t["accuracy"], ".2f"),
               _number(t["reward"], ".4f"), _number(t["seconds"], ".0f")] for t in trained]
     minutes = (search["wall_seconds"] or 0) / 60
+    prescreened = sum(t.get("prescreened", False) for t in search["trials"])
+    how = (f" ({prescreened} by their {search.get('prescreen')} score, the rest by their "
+           "multiply-adds)" if prescreened else " by their multiply-adds")
     return (f"### Part 1: the search ({search['study']})\n\n"
             f"{len(search['trials'])} trials in {minutes:.1f} minutes, target "
             f"{_millions(search['target_flops'])} multiply-adds at 224 px, evaluator "
             f"{search['evaluator']}; {len(search['trials']) - len(trained)} of them were "
-            "screened out by their multiply-adds before training. The trained ones:\n\n"
+            f"screened out{how} before training. The trained ones:\n\n"
             + markdown_table(["trial", "state", "multiply-adds", "params",
                               "proxy val acc %", "reward", "seconds"], table) + "\n")
 

@@ -15,6 +15,11 @@ EVALUATORS = ("proxy-train", "naswot", "synflow", "grad-norm")
 PROXY_DEFAULTS = {"resolution": 32, "subset": 10000, "epochs": 3, "batch_size": 128,
                   "val_size": 5000}
 ZERO_COST_BATCH = 64
+# Zero-cost scores that can decide which genomes of the target window are worth a proxy
+# training (--prescreen). naswot is the default: at 16 random genomes it ranked them
+# against a 5x longer training far better than the 3-epoch proxy itself (Spearman +0.77
+# vs +0.28; +0.73 with multiply-adds held fixed; benchmarks/bench_rank_fidelity.py).
+PRESCREENS = ("naswot", "synflow", "grad-norm", "none")
 
 
 class EvaluationFailed(Exception):

@@ -37,7 +37,7 @@ from space import Genome, SearchSpace, SpaceError, cost
 from . import dashboard
 from .common import (UsageError, atomic_write_json, atomic_write_text, check_writable_dir,
                      die_with_parent, format_count)
-from .protocol import EVALUATORS, PROXY_DEFAULTS, EvaluationFailed
+from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
 from .storage import (StorageError, default_storage_url, fail_dead_local_workers, mask_url,
                       open_storage, wait_for_running_trials, worker_id)
@@ -59,7 +59,8 @@ DEFAULT_TIMEOUT = 18 * 60
 MAX_CONSECUTIVE_SCREENED = 2000
 
 # Study attributes that must match when a study is resumed: changing any of them would
-# mix incomparable scores in one study.
+# mix incomparable scores in one study. (The prescreen is recorded too, but only decides
+# which genomes are trained, so a resumed study may change it.)
 _IDENTITY_ATTRS = ("target", "metric", "alpha", "beta", "objective", "evaluator", "dataset",
                    "resolution", "proxy_resolution", "proxy_subset", "proxy_epochs")
 
@@ -78,6 +79,11 @@ class SearchConfig:
     proxy_resolution: int = PROXY_DEFAULTS["resolution"]
     proxy_subset: int = PROXY_DEFAULTS["subset"]
     proxy_epochs: int = PROXY_DEFAULTS["epochs"]
+    # Zero-cost score a genome of the target window must reach (the median of the window's
+    # earlier candidates) before it is trained; used with proxy-train in a single-objective
+    # search with a cost window, where size is nearly fixed. Elsewhere a zero-cost score,
+    # which grows with size, would only favour the larger genomes.
+    prescreen: str = "naswot"
     n_trials: int = DEFAULT_TRIALS  # total for the study, over all workers and restarts
     # Seconds for this process; no trial starts that the median trial says would overrun it.
     timeout: Optional[float] = None
@@ -100,6 +106,8 @@ class SearchConfig:
                                            f"of {', '.join(EVALUATORS)}"),
             (self.sampler is None or self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}"),
             (self.pruner in PRUNERS, f"--pruner must be one of {', '.join(PRUNERS)}"),
+            (self.prescreen in PRESCREENS,
+             f"--prescreen must be one of {', '.join(PRESCREENS)}"),
             (self.objective in ("single", "multi"), "--objective must be single or multi"),
             (math.isfinite(self.target) and self.target > 0, "the target must be positive"),
             (self.n_trials >= 1, "--n-trials must be at least 1"),
@@ -115,6 +123,14 @@ class SearchConfig:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+
+
+    @property
+    def active_prescreen(self) -> Optional[str]:
+        if self.prescreen == "none" or self.evaluator != "proxy-train" \
+                or self.objective != "single" or not self.cost_window:
+            return None
+        return self.prescreen
 
 
 @dataclass
@@ -216,6 +232,9 @@ class _Search:
             config.evaluator, dataset=config.dataset, data_dir=config.data_dir,
             resolution=config.proxy_resolution, subset=config.proxy_subset,
             epochs=config.proxy_epochs, seed=config.seed, quiet=config.quiet)
+        self.prescreen = None if config.active_prescreen is None else make_evaluator(
+            config.active_prescreen, dataset=config.dataset, data_dir=config.data_dir,
+            resolution=config.proxy_resolution, seed=config.seed)
         _check_space_fits(self.space, config, self._metric_of)
         self.storage_url = config.storage or default_storage_url(self.run_dir)
         # A storage the user names is opened before anything is created on disk, so a
@@ -235,7 +254,8 @@ class _Search:
         return {"target": c.target, "metric": c.metric, "alpha": c.alpha, "beta": c.beta,
                 "objective": c.objective, "evaluator": c.evaluator, "dataset": c.dataset,
                 "resolution": self.resolution, "proxy_resolution": c.proxy_resolution,
-                "proxy_subset": c.proxy_subset, "proxy_epochs": c.proxy_epochs}
+                "proxy_subset": c.proxy_subset, "proxy_epochs": c.proxy_epochs,
+                "prescreen": c.active_prescreen or "none"}
 
     def _open_study(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
         directions = (["maximize", "minimize"] if self.config.objective == "multi"
@@ -312,10 +332,12 @@ class _Search:
                           f"{format_count(low)}..{format_count(high)}; not evaluated")
                 trial.set_user_attr("screened", reason)
                 raise optuna.TrialPruned(reason)
+        previous = self.digests.get(digest)
+        if previous is None and self.prescreen is not None:
+            self._prescreen(trial, genome)
         self.screened_in_a_row = 0
         self._claim_budget(trial)
         started = time.perf_counter()
-        previous = self.digests.get(digest)
         if previous is not None:
             accuracy = previous.user_attrs["accuracy"]
             trial.set_user_attr("reused_from", previous.number)
@@ -335,6 +357,28 @@ class _Search:
         if config.objective == "multi":
             return accuracy, value
         return score
+
+    def _prescreen(self, trial: optuna.Trial, genome: Genome) -> None:
+        """Train only a genome whose zero-cost score reaches the median of the window's
+        earlier candidates: the score ranks genomes better than a short training does, and
+        costs a fraction of a second where a proxy training costs minutes."""
+        storage = self.study._storage
+        if "failed_trial" in storage.get_trial_system_attrs(trial._trial_id):
+            return  # the retry of a trial whose worker died: it was judged worth training
+        try:
+            score = self.prescreen.evaluate(genome)
+        except EvaluationFailed:
+            return  # no zero-cost opinion; training decides
+        trial.set_user_attr("prescreen_score", score)
+        earlier = [t.user_attrs["prescreen_score"]
+                   for t in self.study.get_trials(deepcopy=False)
+                   if "prescreen_score" in t.user_attrs and t.number != trial.number]
+        bar = statistics.median(earlier) if earlier else -math.inf
+        if score < bar:
+            reason = (f"{self.prescreen.name} score {score:.4g} below the median {bar:.4g} of "
+                      f"the {len(earlier)} earlier candidates in the window; not trained")
+            trial.set_user_attr("screened", reason)
+            raise optuna.TrialPruned(reason)
 
     def _claim_budget(self, trial: optuna.Trial) -> None:
         """Evaluate only if this trial is among the first ``n_trials`` that count.
@@ -501,11 +545,13 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
     writer.writeheader()
     writer.writerows(_csv_row(trial) for trial in trials)
     atomic_write_text(run_dir / "trials.csv", buffer.getvalue())
-    counts = {state: 0 for state in ("complete", "pruned", "screened", "failed", "running",
-                                     "reused", "over_budget")}
+    counts = {state: 0 for state in ("complete", "pruned", "screened", "prescreened",
+                                     "failed", "running", "reused", "over_budget")}
     for trial in trials:
         if trial.state == TrialState.PRUNED:
             kind = next((k for k in ("screened", "over_budget") if k in trial.user_attrs), "pruned")
+            if kind == "screened" and "prescreen_score" in trial.user_attrs:
+                kind = "prescreened"  # in the window, but its zero-cost score was too low
             counts[kind] += 1
         elif trial.state == TrialState.COMPLETE:
             counts["complete"] += 1

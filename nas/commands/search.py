@@ -7,7 +7,7 @@ import argparse
 from space import Genome
 
 from ..common import UsageError, format_count, parse_count
-from ..protocol import EVALUATORS, PROXY_DEFAULTS
+from ..protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
 from ..search import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig,
                       SearchResult, run_search)
@@ -72,6 +72,12 @@ def register(subparsers) -> None:
                             help="training images per proxy run (default %(default)s)")
     evaluation.add_argument("--proxy-epochs", type=int, default=PROXY_DEFAULTS["epochs"],
                             help="epochs per proxy run (default %(default)s)")
+    evaluation.add_argument("--prescreen", choices=PRESCREENS, default="naswot",
+                            help="with proxy-train: train a genome of the target window only "
+                                 "if this zero-cost score reaches the median of the window's "
+                                 "earlier candidates; the rest are recorded as screened "
+                                 "(default naswot, which ranks genomes better than the "
+                                 "3-epoch proxy; none trains every one)")
     study = parser.add_argument_group("study")
     study.add_argument("--space", dest="space_path", metavar="FILE",
                        help="search-space file (TOML/JSON); see `nas show --space`")
@@ -123,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         evaluator=args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
         resolution=args.resolution, proxy_resolution=args.proxy_resolution,
         proxy_subset=args.proxy_subset, proxy_epochs=args.proxy_epochs,
+        prescreen=args.prescreen,
         n_trials=DEFAULT_TRIALS if args.n_trials is None else args.n_trials, timeout=timeout,
         seed=args.seed, sampler=args.sampler, pruner=args.pruner,
         cost_window=args.cost_window, study=args.study, storage=args.storage,
@@ -138,9 +145,11 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(result: SearchResult, config: SearchConfig) -> None:
     counts = result.counts
+    prescreened = (f", {counts['prescreened']} in it by their {config.active_prescreen} score"
+                   if config.active_prescreen else "")
     print(f"\nstudy {result.study_name}: {counts['complete']} complete "
           f"({counts['reused']} reused), {counts['pruned']} pruned, {counts['failed']} failed, "
-          f"{counts['screened']} screened outside the target window; "
+          f"{counts['screened']} screened outside the target window{prescreened}; "
           f"{result.wall_seconds:.0f} s wall time")
     if result.out_of_time:
         print(f"stopped by the time budget ({config.timeout / 60:.0f} min) with "

@@ -150,11 +150,15 @@ def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: 
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     study.set_user_attr("target", 400_000_000)
     study.set_user_attr("evaluator", "proxy-train")
+    study.set_user_attr("prescreen", "naswot")
     for flops, accuracies, outcome in ((390e6, [0.80, 0.85], 0.86), (300e6, [], None),
-                                       (410e6, [0.70], None)):
+                                       (410e6, [0.70], None), (395e6, [], None)):
         trial = study.ask()
         trial.set_user_attr("flops", int(flops))
         trial.set_user_attr("params", 2_000_000)
+        if flops == 395e6:  # in the window, rejected by its zero-cost score
+            trial.set_user_attr("prescreen_score", 612.5)
+            trial.set_user_attr("screened", "naswot score below the median; not trained")
         for step, accuracy in enumerate(accuracies, 1):
             trial.report(accuracy, step)
         if outcome is None:
@@ -164,14 +168,16 @@ def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: 
             study.tell(trial, outcome)
 
     search = driver.search_record(tmp_path)
-    assert search["target_flops"] == 400_000_000 and len(search["trials"]) == 3
-    complete, screened, pruned = search["trials"]
+    assert search["target_flops"] == 400_000_000 and len(search["trials"]) == 4
+    complete, screened, pruned, prescreened = search["trials"]
     assert (complete["trained"], complete["accuracy"], complete["reward"]) == (True, 0.85, 0.86)
-    assert not screened["trained"]
+    assert not screened["trained"] and not screened["prescreened"]
+    assert not prescreened["trained"] and prescreened["prescreened"]
     # Optuna keeps a pruned trial's last accuracy as its value: not a reward.
     assert (pruned["trained"], pruned["accuracy"], pruned["reward"]) == (True, 0.70, None)
     text = driver.search_markdown(search)
-    assert "3 trials" in text and "1 of them were screened out" in text
+    assert "4 trials" in text and ("2 of them were screened out (1 by their naswot score, "
+                                   "the rest by their multiply-adds)") in text
     assert "| **0** (best) | COMPLETE | 390.0M | 2.0M | 85.00 | 0.8600 |" in text
     assert "| 2 | PRUNED | 410.0M | 2.0M | 70.00 | - |" in text
     written = driver.write_plots(tmp_path, {}, None, {}, driver.Protocol(), search)

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -155,6 +156,39 @@ def test_proxy_training_search_reports_epochs(tmp_path):
             assert trial.intermediate_values[2] == trial.user_attrs["accuracy"]
 
 
+def test_prescreen_trains_only_genomes_at_or_above_the_median_zero_cost_score(tmp_path, capsys):
+    assert main(["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "pre",
+                 "--evaluator", "proxy-train", "--proxy-subset", "300", "--proxy-epochs", "1",
+                 "--proxy-resolution", "16", "--n-trials", "4", "--pruner", "none",
+                 "--quiet"]) == 0
+    study = load(tmp_path, "pre")
+    assert study.user_attrs["prescreen"] == "naswot"
+    in_window = [t for t in study.trials if "prescreen_score" in t.user_attrs]
+    trained = [t for t in in_window if t.state == TrialState.COMPLETE]
+    rejected = [t for t in in_window if "screened" in t.user_attrs]
+    assert len(trained) == 4 and rejected and len(trained) + len(rejected) == len(in_window)
+    assert budget_used(study.trials) == 4  # a rejected genome costs no budget
+    for trial in in_window:
+        earlier = [t.user_attrs["prescreen_score"] for t in in_window if t.number < trial.number]
+        bar = statistics.median(earlier) if earlier else float("-inf")
+        assert (trial.user_attrs["prescreen_score"] >= bar) == (trial in trained), trial.number
+    for trial in rejected:
+        assert trial.state == TrialState.PRUNED and "not trained" in trial.user_attrs["screened"]
+        assert "accuracy" not in trial.user_attrs
+    assert f"{len(rejected)} in it by their naswot score" in capsys.readouterr().out
+
+
+def test_prescreen_applies_only_where_size_is_held_in_a_window():
+    def active(**options) -> object:
+        return SearchConfig(target=400e6, **options).active_prescreen
+
+    assert active() == "naswot" and active(prescreen="synflow") == "synflow"
+    assert active(prescreen="none") is None
+    assert active(evaluator="naswot") is None  # the score is already zero-cost
+    # Across all sizes a zero-cost score would just prefer the larger genomes.
+    assert active(objective="multi") is None and active(cost_window=0) is None
+
+
 def test_multi_objective_writes_the_pareto_front(tmp_path, capsys):
     assert search(tmp_path, "--n-trials", "8", "--objective", "multi", "--study", "m") == 0
     assert "Pareto front" in capsys.readouterr().out
@@ -232,6 +266,7 @@ def snapshot(folder: Path) -> tuple[list, list]:
     (["--target-flops", "1M"], "every genome of the space exceeds the target"),
     (["--target-flops", "400M", "--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage"),
     (["--target-flops", "400M", "--evaluator", "magic"], "unknown evaluator 'magic'"),
+    (["--target-flops", "400M", "--prescreen", "magic"], "--prescreen: invalid choice: 'magic'"),
     (["--target-flops", "300M"], "was made with target=400000000"),
 ])
 def test_bad_search_input_exits_2_and_leaves_the_study(finished_study, extra, message):
