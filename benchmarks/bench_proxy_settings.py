@@ -67,6 +67,7 @@ def main() -> None:
                         help="genomes trained at once, each in a single-thread process")
     parser.add_argument("--out", default=str(RESULTS / "proxy_settings.json"))
     args = parser.parse_args()
+    args.reference = os.path.relpath(args.reference)  # the results file is committed
     try:
         changes = {text: parse_setting(text) for text in args.settings}
     except ValueError as error:

@@ -124,7 +124,6 @@ class SearchConfig:
             if not ok:
                 raise UsageError(message)
 
-
     @property
     def active_prescreen(self) -> Optional[str]:
         if self.prescreen == "none" or self.evaluator != "proxy-train" \
