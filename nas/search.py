@@ -8,8 +8,9 @@ optuna-dashboard shows it.
 
 ``n_trials`` is the study's total budget, shared by every worker on the same storage: the
 trials that evaluated something (complete, pruned by the pruner, failed by their own
-evaluation) plus those running now. Screened trials, and trials of workers that died, do
-not count; a dead worker's trial is re-queued and run again.
+evaluation) plus those running now. Screened trials do not count. A dead worker's trial
+is failed and re-queued; its share of the budget passes to the queued copy, which some
+worker then runs.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from .common import (UsageError, atomic_write_json, atomic_write_text, check_wri
                      die_with_parent, format_count)
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
-from .storage import (StorageError, default_storage_url, fail_dead_local_workers, mask_url,
-                      open_storage, wait_for_running_trials, worker_id)
+from .storage import (STALE_ATTR, StorageError, default_storage_url, fail_dead_local_workers,
+                      mask_url, open_storage, wait_for_running_trials, worker_id)
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
            "default_study_name", "budget_used", "write_outputs"]
@@ -159,17 +160,30 @@ def _genome_digest(genome: Genome) -> str:
     return hashlib.sha1(genome.key().encode()).hexdigest()[:16]
 
 
-def _counts_against_budget(trial: FrozenTrial) -> bool:
+def _counts_against_budget(trial: FrozenTrial, retried: set[int]) -> bool:
+    """``retried``: the numbers of the trials whose re-queued copy exists."""
     if trial.state == TrialState.COMPLETE:
         return True
     if trial.state in (TrialState.PRUNED, TrialState.RUNNING):
         return "screened" not in trial.user_attrs and "over_budget" not in trial.user_attrs
-    return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+    if trial.state != TrialState.FAIL:
+        return False
+    if "fail_reason" in trial.user_attrs:
+        return True
+    # A dead worker's trial holds its share until its copy is queued (or for good, if its
+    # genome killed MAX_RETRY workers): Optuna fails it and queues the copy in two steps.
+    return STALE_ATTR in trial.system_attrs and trial.number not in retried
+
+
+def _retried(trials: list[FrozenTrial]) -> set[int]:
+    # "failed_trial" names the first trial of a chain of retries; "retry_history" all of them.
+    return {number for t in trials for number in t.system_attrs.get("retry_history", ())}
 
 
 def budget_used(trials: list[FrozenTrial]) -> int:
     """Trials that count against ``n_trials`` (see the module docstring)."""
-    return sum(_counts_against_budget(trial) for trial in trials)
+    retried = _retried(trials)
+    return sum(_counts_against_budget(trial, retried) for trial in trials)
 
 
 def _make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -385,8 +399,10 @@ class _Search:
         Workers check the budget before asking for a trial, but several can pass that check
         at once; trial numbers are handed out atomically by the storage, so letting the
         lower numbers win makes the total exact without a lock."""
-        counted = sorted(t.number for t in self.study.get_trials(deepcopy=False)
-                         if _counts_against_budget(t) or t.number == trial.number)
+        trials = self.study.get_trials(deepcopy=False)
+        retried = _retried(trials)
+        counted = sorted(t.number for t in trials
+                         if _counts_against_budget(t, retried) or t.number == trial.number)
         if trial.number not in counted[: self.config.n_trials]:
             trial.set_user_attr("over_budget", True)
             raise optuna.TrialPruned("the study's trial budget was reached by other workers")

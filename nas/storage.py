@@ -39,7 +39,8 @@ from space import NasError
 __all__ = ["StorageError", "mask_url", "open_storage", "default_storage_url", "worker_id",
            "fail_dead_local_workers", "fail_stale_trials", "wait_for_running_trials",
            "requeue", "heartbeat_settings", "HeartbeatJournalStorage", "HEARTBEAT_INTERVAL_S",
-           "GRACE_PERIOD_S", "MAX_RETRY", "HEARTBEAT_ATTR"]
+           "GRACE_PERIOD_S", "MAX_RETRY", "HEARTBEAT_ATTR", "STALE_ATTR",
+           "HeartbeatRDBStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ GRACE_PERIOD_S = 30
 MAX_RETRY = 3
 # Trial system attribute holding the last heartbeat of a journal-storage trial (Unix time, s).
 HEARTBEAT_ATTR = "nas:heartbeat"
+# Trial system attribute set on a running trial just before a worker fails it because its
+# own worker died. Optuna fails the trial first and re-queues its copy a moment later; the
+# mark lets the budget count the dead trial in between (see nas.search.budget_used), so
+# that no other worker spends that share on a new genome and leaves the copy unrun.
+STALE_ATTR = "nas:stale"
 
 
 class StorageError(NasError):
@@ -123,7 +129,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     ``accuracy`` on the queued trial would mislead the budget and the dead-worker check
     until the new run overwrote them."""
     system_attrs = {"failed_trial": trial.number, "retry_history": [],
-                    **{k: v for k, v in trial.system_attrs.items() if k != HEARTBEAT_ATTR}}
+                    **{k: v for k, v in trial.system_attrs.items()
+                       if k not in (HEARTBEAT_ATTR, STALE_ATTR)}}
     system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
     if len(system_attrs["retry_history"]) > MAX_RETRY:
         log.warning("trial %d: its genome killed %d workers; not retried again", trial.number,
@@ -132,6 +139,28 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     study.add_trial(optuna.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         system_attrs=system_attrs))
+
+
+def _mark_stale(storage: BaseStorage, trial_ids: list[int]) -> list[int]:
+    """Mark the trials about to be failed for a dead worker (:data:`STALE_ATTR`); returns
+    those still running. Every path that fails such a trial, Optuna's own before each new
+    trial included, asks the storage for stale trials first, so the mark always precedes
+    the failure."""
+    marked = []
+    for trial_id in trial_ids:
+        try:
+            storage.set_trial_system_attr(trial_id, STALE_ATTR, True)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it meanwhile
+        marked.append(trial_id)
+    return marked
+
+
+class HeartbeatRDBStorage(RDBStorage):
+    """Optuna's RDB storage, marking stale trials before they are failed (:func:`_mark_stale`)."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return _mark_stale(self, super()._get_stale_trial_ids(study_id))
 
 
 class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
@@ -166,7 +195,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
                 beat = trial.datetime_start.timestamp()  # naive local time, as the journal keeps it
             if beat is not None and now - beat > self.grace_period:
                 stale.append(trial._trial_id)
-        return stale
+        return _mark_stale(self, stale)
 
     def get_heartbeat_interval(self) -> int:
         return self.heartbeat_interval
@@ -222,9 +251,9 @@ def open_storage(url: str) -> BaseStorage:
             with warnings.catch_warnings():
                 # "heartbeat_interval is experimental" on every start would bury real messages.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = RDBStorage(engine_url, engine_kwargs=engine_kwargs,
-                                     heartbeat_interval=interval, grace_period=grace,
-                                     heartbeat_stale_trial_callback=requeue)
+                storage = HeartbeatRDBStorage(engine_url, engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=interval, grace_period=grace,
+                                              heartbeat_stale_trial_callback=requeue)
             break
         except Exception as error:  # driver errors have no common base; all mean "cannot open"
             text = str(error).strip()
@@ -300,8 +329,9 @@ def fail_dead_local_workers(study: optuna.Study) -> list[int]:
     The heartbeat catches dead workers anywhere, but only after the grace period; a user
     who kills a search and starts it again should not wait for that. Like a heartbeat
     failure, the trial is left without a ``fail_reason`` (that attribute marks evaluations
-    that failed on their own), so it does not count against the budget; its re-queued
-    copy does. Returns the numbers of the trials failed here.
+    that failed on their own) and marked :data:`STALE_ATTR`: it holds its share of the
+    budget until its re-queued copy exists, which then holds it instead. Returns the
+    numbers of the trials failed here.
     """
     host = socket.gethostname()
     failed = []
@@ -310,7 +340,7 @@ def fail_dead_local_workers(study: optuna.Study) -> list[int]:
         owner_host, _, pid = owner.rpartition(":")
         if owner_host != host or not pid.isdigit() or _process_alive(int(pid)):
             continue
-        if _fail(study, trial._trial_id):
+        if _mark_stale(study._storage, [trial._trial_id]) and _fail(study, trial._trial_id):
             failed.append(trial.number)
             log.info("trial %d of dead worker %s failed and re-queued", trial.number, owner)
     return failed + fail_stale_trials(study)

@@ -1,9 +1,14 @@
 """Bad input, one row per mistake, for every command: exit code 2, one line, nothing changed.
 
-Each row runs ``python3 -m nas ...`` as a real process in its own folder, which holds
-hostile files (huge numbers, JSON nested 100,000 deep, wrong types, binary garbage) and a
-read-only folder. The folder tree and every file's hash are compared before and after.
-Rows run two at a time (the machine has two cores); each test checks its own row.
+Each row runs ``nas ...`` as a real process in its own folder, which holds hostile files
+(huge numbers, JSON nested 100,000 deep, wrong types, binary garbage) and a read-only
+folder. The folder tree and every file's hash are compared before and after. Rows run two
+at a time (the machine has two cores); each test checks its own row.
+
+A row's process is forked from a server that imported every module of ``nas`` once
+(importing torch and the rest costs 2-3 s of the 3-5 s a row takes), so it has its own exit code, streams and working
+folder as ``python3 -m nas`` would, without the interpreter start-up. Rows that need a
+folder root cannot write to come from a server started under setpriv.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
+import textwrap
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -278,18 +285,79 @@ def snapshot(folder: Path) -> dict[str, tuple]:
     return state
 
 
-def run_row(row: tuple, folder: Path, wrong_pg: str) -> dict:
+ROW_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+# Reads one JSON request per line (argv, folder, stdout and stderr files), forks a child
+# that runs the command line there exactly as nas/__main__.py does, answers its exit code.
+_FORK_SERVER = textwrap.dedent("""
+    import importlib, json, os, pkgutil, sys, traceback
+    import nas
+    from nas.cli import main
+    for module in pkgutil.iter_modules(nas.__path__):  # the commands import theirs lazily
+        if module.name != "__main__":
+            importlib.import_module(f"nas.{module.name}")
+    print("ready", flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.chdir(request["folder"])
+                for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+                    os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+                sys.argv = ["nas", *request["argv"]]
+                code = main(request["argv"])
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
+""")
+
+
+class ForkServer:
+    def __init__(self, prefix: list[str]) -> None:
+        """``prefix``: what the server (and so every row it forks) runs under."""
+        self.process = subprocess.Popen([*prefix, sys.executable, "-c", _FORK_SERVER],
+                                        env=ROW_ENV, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def run(self, argv: list[str], folder: Path, streams: Path) -> tuple[int, str, str]:
+        out, err = streams / "stdout", streams / "stderr"
+        request = {"argv": argv, "folder": str(folder), "stdout": str(out), "stderr": str(err)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        code = int(self.process.stdout.readline())
+        return code, out.read_text(), err.read_text()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def run_row(row: tuple, folder: Path, streams: Path, wrong_pg: str,
+            servers: dict[bool, queue.Queue]) -> dict:
+    """``servers[True]`` run their rows without root's power to write anywhere."""
     command, _, args, _ = row
     make_files(folder)
     argv = [a.replace("{d}", str(folder)).replace("{ro}", str(folder / "ro"))
             .replace("{wrong_pg}", wrong_pg) for a in args]
-    prefix = DROP_ROOT_OVERRIDE if AS_ROOT and "{ro}" in " ".join(args) else []
     before = snapshot(folder)
-    done = subprocess.run([*prefix, sys.executable, "-m", "nas", *argv], cwd=folder,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=180)
-    return {"argv": argv, "code": done.returncode, "stderr": done.stderr,
-            "stdout": done.stdout, "changed": _diff(before, snapshot(folder))}
+    pool = servers[AS_ROOT and "{ro}" in " ".join(args)]
+    server = pool.get()
+    try:
+        code, stdout, stderr = server.run(argv, folder, streams)
+    finally:
+        pool.put(server)
+    return {"argv": argv, "code": code, "stderr": stderr, "stdout": stdout,
+            "changed": _diff(before, snapshot(folder))}
 
 
 def _diff(before: dict, after: dict) -> list[str]:
@@ -312,13 +380,26 @@ def row_results(request, tmp_path_factory) -> dict:
     if AS_ROOT and shutil.which("setpriv") is None:
         rows = [row for row in rows if "{ro}" not in " ".join(row[2])]
     base = tmp_path_factory.mktemp("bad-input")
-    folders = {}
+    folders, streams = {}, {}
     for row in rows:
-        folders[row[:2]] = base / f"{row[0]}-{row[1]}"
+        name = f"{row[0]}-{row[1]}"
+        folders[row[:2]], streams[row[:2]] = base / name, base / f"{name}.streams"
         folders[row[:2]].mkdir()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {row[:2]: pool.submit(run_row, row, folders[row[:2]], wrong_pg) for row in rows}
-        results = {key: future.result() for key, future in futures.items()}
+        streams[row[:2]].mkdir()  # outside the folder, whose every change is a failure
+    servers = {False: queue.Queue(), True: queue.Queue()}
+    for _ in range(2):
+        servers[False].put(ForkServer([]))
+    if AS_ROOT and any("{ro}" in " ".join(row[2]) for row in rows):
+        servers[True].put(ForkServer(DROP_ROOT_OVERRIDE))
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {row[:2]: pool.submit(run_row, row, folders[row[:2]], streams[row[:2]],
+                                            wrong_pg, servers) for row in rows}
+            results = {key: future.result() for key, future in futures.items()}
+    finally:
+        for pool_of_servers in servers.values():
+            while not pool_of_servers.empty():
+                pool_of_servers.get().close()
     for folder in folders.values():
         (folder / "ro").chmod(0o755)  # so that pytest can clean up
     return results

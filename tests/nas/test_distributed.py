@@ -309,6 +309,45 @@ def test_live_trial_keeps_beating_and_dead_one_is_requeued(kind, request, tmp_pa
     assert wait_for_running_trials(study) == []
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+@pytest.mark.parametrize("kind", ("sqlite", "journal"))
+def test_dead_trial_holds_its_budget_share_until_its_copy_is_queued(kind, tmp_path,
+                                                                    heartbeat_env):
+    """Optuna fails a stale trial and queues its copy in two steps; in between, a worker
+    that saw the budget free would start a new genome and leave the copy unrun (seen with
+    four workers on PostgreSQL). The stale mark keeps the share taken in that window."""
+    from nas.search import budget_used
+    from nas.storage import STALE_ATTR, requeue
+
+    url = (f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite"
+           else f"journal:{tmp_path / 'study.journal'}")
+    study = optuna.create_study(study_name="window", storage=open_storage(url))
+    done = study.ask()
+    done.suggest_int("x", 0, 9)
+    study.tell(done, 1.0)
+    interrupted = study.ask()  # Ctrl-C: failed by its own worker, never re-queued
+    study.tell(interrupted, state=TrialState.FAIL)
+    dead = study.ask()
+    dead.suggest_int("x", 0, 9)
+    storage = study._storage
+    if kind == "sqlite":
+        storage.record_heartbeat(dead._trial_id)  # RDB storages judge by the beat table
+    time.sleep(GRACE + 1.5)  # SQLite's clock has whole seconds
+    assert storage._get_stale_trial_ids(study._study_id) == [dead._trial_id]
+    assert storage.get_trial(dead._trial_id).system_attrs[STALE_ATTR] is True
+    assert storage.set_trial_state_values(dead._trial_id, TrialState.FAIL)
+    assert budget_used(study.get_trials()) == 2  # the window: the dead trial keeps its share
+    requeue(study, storage.get_trial(dead._trial_id))
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
+                                         TrialState.WAITING]
+    assert STALE_ATTR not in trials[3].system_attrs
+    assert budget_used(trials) == 1  # the share waits for whoever runs the copy
+    retry = study.ask()
+    assert retry.number == 3
+    assert budget_used(study.get_trials()) == 2
+
+
 # -- passwords and settings --------------------------------------------------------------
 
 
