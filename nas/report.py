@@ -546,6 +546,12 @@ def _settings_rows(report: Report) -> list[tuple[str, str]]:
                        ("num_classes", "classes"), ("in_channels", "input channels")):
         if key in s:
             rows.append((label, str(s[key])))
+    if s.get("evaluator") == "proxy-train":
+        for key, label in (("proxy_subset", "proxy training images"),
+                           ("proxy_epochs", "proxy epochs"),
+                           ("proxy_val_size", "proxy validation images")):
+            if key in s:
+                rows.append((label, f"{s[key]:,}"))
     rows.append(("storage", report.storage))
     return rows
 

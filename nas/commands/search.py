@@ -72,6 +72,9 @@ def register(subparsers) -> None:
                             help="training images per proxy run (default %(default)s)")
     evaluation.add_argument("--proxy-epochs", type=int, default=PROXY_DEFAULTS["epochs"],
                             help="epochs per proxy run (default %(default)s)")
+    evaluation.add_argument("--proxy-val-size", type=int, default=PROXY_DEFAULTS["val_size"],
+                            metavar="N", help="training images held out to score proxy runs "
+                                              "on, every epoch (default %(default)s)")
     evaluation.add_argument("--prescreen", choices=PRESCREENS, default="naswot",
                             help="with proxy-train: train a genome of the target window only "
                                  "if this zero-cost score reaches the median of the window's "
@@ -129,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         evaluator=args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
         resolution=args.resolution, proxy_resolution=args.proxy_resolution,
         proxy_subset=args.proxy_subset, proxy_epochs=args.proxy_epochs,
+        proxy_val_size=args.proxy_val_size,
         prescreen=args.prescreen,
         n_trials=DEFAULT_TRIALS if args.n_trials is None else args.n_trials, timeout=timeout,
         seed=args.seed, sampler=args.sampler, pruner=args.pruner,

@@ -22,7 +22,7 @@ def _load_driver():
     return module
 
 
-TINY = ["--subset", "200", "--test-size", "200", "--epochs", "1", "--batch-size", "50",
+TINY = ["--subset", "100", "--test-size", "100", "--epochs", "1", "--batch-size", "50",
         "--max-phi", "1", "--bases", "efficientnet-b0", "--parts", "2", "4",
         "--families", "compound", "--threads", "1", "--quiet"]
 
@@ -40,8 +40,8 @@ def test_trains_writes_and_resumes_without_retraining(tmp_path: Path) -> None:
 
     b0 = json.loads((out / "members/seed0/efficientnet-b0/b0/metrics.json").read_text())
     b1 = json.loads((out / "members/seed0/efficientnet-b0/compound-b1/metrics.json").read_text())
-    assert 0.0 <= b0["test_accuracy"] <= 1.0 and b0["test_images"] == 200
-    assert b0["resolution"] == 32 and b0["history"][0]["train_images"] == 200
+    assert 0.0 <= b0["test_accuracy"] <= 1.0 and b0["test_images"] == 100
+    assert b0["resolution"] == 32 and b0["history"][0]["train_images"] == 100
     # phi 1 of compound scaling: resolution 224 -> 256 (gamma 1.15, rounded to 8), so the
     # proxy input is round(32 * 256 / 224) = 37 px, with more multiply-adds than B0.
     assert b1["resolution"] == 37 and b1["flops"] > b0["flops"]
@@ -54,7 +54,7 @@ def test_trains_writes_and_resumes_without_retraining(tmp_path: Path) -> None:
                                                           "efficientnet-b0/compound-b1"}
     assert (out / "part2_efficientnet-b0.png").stat().st_size > 1000
     protocol = json.loads((out / "protocol.json").read_text())
-    assert protocol["protocol"]["subset"] == 200 and len(protocol["runs"]) == 1
+    assert protocol["protocol"]["subset"] == 100 and len(protocol["runs"]) == 1
 
     # Two worker processes (the script as a user runs it) train the same members to the
     # same accuracies: each process holds its own seeded copy of the data and model.
