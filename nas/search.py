@@ -81,8 +81,8 @@ class SearchConfig:
     proxy_resolution: int = PROXY_DEFAULTS["resolution"]
     proxy_subset: int = PROXY_DEFAULTS["subset"]
     proxy_epochs: int = PROXY_DEFAULTS["epochs"]
-    # Held-out training images the proxy accuracy is measured on, every epoch: at 5,000 a
-    # 1-point gap between two genomes is two standard errors; fewer make trials faster.
+    # Held-out training images the proxy accuracy is measured on, every epoch: at 5,000 an
+    # accuracy near 87% has a standard error of half a point; fewer make trials faster.
     proxy_val_size: int = PROXY_DEFAULTS["val_size"]
     # Zero-cost score a genome of the target window must reach (the median of the window's
     # earlier candidates) before it is trained; used with proxy-train in a single-objective
