@@ -181,15 +181,16 @@ def _counts_against_budget(trial: FrozenTrial, retried: set[int]) -> bool:
     return STALE_ATTR in trial.system_attrs and trial.number not in retried
 
 
-def _retried(trials: list[FrozenTrial]) -> set[int]:
+def _budget_holders(trials: list[FrozenTrial]) -> list[int]:
+    """The numbers of the trials that hold a share of ``n_trials``."""
     # "failed_trial" names the first trial of a chain of retries; "retry_history" all of them.
-    return {number for t in trials for number in t.system_attrs.get("retry_history", ())}
+    retried = {number for t in trials for number in t.system_attrs.get("retry_history", ())}
+    return [t.number for t in trials if _counts_against_budget(t, retried)]
 
 
 def budget_used(trials: list[FrozenTrial]) -> int:
     """Trials that count against ``n_trials`` (see the module docstring)."""
-    retried = _retried(trials)
-    return sum(_counts_against_budget(trial, retried) for trial in trials)
+    return len(_budget_holders(trials))
 
 
 def _make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -408,10 +409,8 @@ class _Search:
         Workers check the budget before asking for a trial, but several can pass that check
         at once; trial numbers are handed out atomically by the storage, so letting the
         lower numbers win makes the total exact without a lock."""
-        trials = self.study.get_trials(deepcopy=False)
-        retried = _retried(trials)
-        counted = sorted(t.number for t in trials
-                         if _counts_against_budget(t, retried) or t.number == trial.number)
+        counted = sorted({*_budget_holders(self.study.get_trials(deepcopy=False)),
+                          trial.number})
         if trial.number not in counted[: self.config.n_trials]:
             trial.set_user_attr("over_budget", True)
             raise optuna.TrialPruned("the study's trial budget was reached by other workers")

@@ -6,9 +6,10 @@ folder. The folder tree and every file's hash are compared before and after. Row
 at a time (the machine has two cores); each test checks its own row.
 
 A row's process is forked from a server that imported every module of ``nas`` once
-(importing torch and the rest costs 2-3 s of the 3-5 s a row takes), so it has its own exit code, streams and working
-folder as ``python3 -m nas`` would, without the interpreter start-up. Rows that need a
-folder root cannot write to come from a server started under setpriv.
+(importing torch and the rest costs 2-3 s of the 3-5 s a row takes), so it has its own
+exit code, streams and working folder as ``python3 -m nas`` would, without the interpreter
+start-up. Rows that need a folder root cannot write to come from a server started under
+setpriv.
 """
 
 from __future__ import annotations
@@ -293,7 +294,8 @@ def snapshot(folder: Path) -> dict[str, tuple]:
 ROW_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
 
 # Reads one JSON request per line (argv, folder, stdout and stderr files), forks a child
-# that runs the command line there exactly as nas/__main__.py does, answers its exit code.
+# that runs the command line there as nas/__main__.py does (less its tcmalloc re-exec, which
+# changes only the allocator), answers its exit code.
 _FORK_SERVER = textwrap.dedent("""
     import importlib, json, os, pkgutil, sys, traceback
     import nas
