@@ -38,6 +38,7 @@ from space import Genome, SearchSpace, SpaceError, cost
 from . import dashboard
 from .common import (UsageError, atomic_write_json, atomic_write_text, check_writable_dir,
                      die_with_parent, format_count)
+from .evolution import POPULATION_SIZE, TOURNAMENT_SIZE, RegularizedEvolutionSampler
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
 from .storage import (STALE_ATTR, StorageError, default_storage_url, fail_dead_local_workers,
@@ -49,7 +50,7 @@ __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", 
 log = logging.getLogger(__name__)
 
 METRICS = ("flops", "params", "activations", "latency")
-SAMPLERS = ("tpe", "random", "nsga2")
+SAMPLERS = ("tpe", "random", "nsga2", "evolution")
 PRUNERS = ("median", "hyperband", "none")
 # The budget of a search given neither --n-trials nor --timeout: a first search that ends
 # in under 20 minutes even on a slow 2-core CPU (a proxy trial takes 1.5-4 min there).
@@ -94,6 +95,8 @@ class SearchConfig:
     timeout: Optional[float] = None
     seed: int = 0
     sampler: Optional[str] = None  # None: TPE for one objective, NSGA-II for the Pareto search
+    population_size: int = POPULATION_SIZE  # regularized evolution's population
+    tournament_size: int = TOURNAMENT_SIZE  # members per tournament; the best is mutated
     pruner: str = "median"
     cost_window: float = 0.1  # evaluate only genomes within target x (1 +- window); 0: all
     study: Optional[str] = None
@@ -110,6 +113,13 @@ class SearchConfig:
             (self.evaluator in EVALUATORS, f"unknown evaluator {self.evaluator!r}; choose one "
                                            f"of {', '.join(EVALUATORS)}"),
             (self.sampler is None or self.sampler in SAMPLERS, f"--sampler must be one of {', '.join(SAMPLERS)}"),
+            (self.sampler != "evolution" or self.objective == "single",
+             "--sampler evolution optimises one objective; with --objective multi use nsga2, "
+             "tpe or random"),
+            (self.population_size >= 2, "--population-size must be at least 2"),
+            (1 <= self.tournament_size <= self.population_size,
+             f"--tournament-size must be between 1 and --population-size "
+             f"({self.population_size})"),
             (self.pruner in PRUNERS, f"--pruner must be one of {', '.join(PRUNERS)}"),
             (self.prescreen in PRESCREENS,
              f"--prescreen must be one of {', '.join(PRESCREENS)}"),
@@ -198,6 +208,9 @@ def _make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSample
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
+    if config.sampler == "evolution":
+        return RegularizedEvolutionSampler(population_size=config.population_size,
+                                           tournament_size=config.tournament_size, seed=seed)
     # constant_liar keeps parallel workers from proposing the same genome at once.
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                       n_startup_trials=min(10, max(4, config.n_trials // 3)))

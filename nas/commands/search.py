@@ -7,6 +7,7 @@ import argparse
 from space import Genome
 
 from ..common import UsageError, format_count, parse_count
+from ..evolution import POPULATION_SIZE, TOURNAMENT_SIZE
 from ..protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
 from ..search import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig,
@@ -95,7 +96,14 @@ def register(subparsers) -> None:
                             f"{DEFAULT_TIMEOUT // 60} minutes, whichever comes first")
     study.add_argument("--seed", type=int, default=0)
     study.add_argument("--sampler", choices=SAMPLERS,
-                       help="default: tpe (seeded, multivariate); nsga2 with --objective multi")
+                       help="default: tpe (seeded, multivariate); nsga2 with --objective "
+                            "multi; evolution: regularized evolution (one objective)")
+    study.add_argument("--population-size", type=int, default=POPULATION_SIZE, metavar="N",
+                       help="evolution: the N most recent complete trials form the "
+                            "population (default %(default)s)")
+    study.add_argument("--tournament-size", type=int, default=TOURNAMENT_SIZE, metavar="N",
+                       help="evolution: the best of N random members is mutated in one "
+                            "choice (default %(default)s)")
     study.add_argument("--pruner", choices=PRUNERS, default="median",
                        help="prunes proxy training on per-epoch validation accuracy")
     study.add_argument("--study", help="study name (default: <dataset>-<target>-<evaluator>)")
@@ -135,7 +143,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         proxy_val_size=args.proxy_val_size,
         prescreen=args.prescreen,
         n_trials=DEFAULT_TRIALS if args.n_trials is None else args.n_trials, timeout=timeout,
-        seed=args.seed, sampler=args.sampler, pruner=args.pruner,
+        seed=args.seed, sampler=args.sampler, population_size=args.population_size,
+        tournament_size=args.tournament_size, pruner=args.pruner,
         cost_window=args.cost_window, study=args.study, storage=args.storage,
         runs_dir=args.runs_dir, space_path=args.space_path, quiet=args.quiet)
 
