@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 from space import NasError
 
 # Order is the order of `nas --help`: the workflow from search to deployment.
-COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export")
+COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export",
+            "latency")
 
 EXAMPLES = """\
 examples:

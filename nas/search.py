@@ -65,7 +65,7 @@ MAX_CONSECUTIVE_SCREENED = 2000
 # which genomes are trained, so a resumed study may change it.)
 _IDENTITY_ATTRS = ("target", "metric", "alpha", "beta", "objective", "evaluator", "dataset",
                    "resolution", "proxy_resolution", "proxy_subset", "proxy_epochs",
-                   "proxy_val_size")
+                   "proxy_val_size", "latency_table")
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,10 @@ class SearchConfig:
     runs_dir: str = "runs"
     space_path: Optional[str] = None
     quiet: bool = False
+    # metric "latency": the table that prices genomes (nas.latency), refused when measured
+    # on another machine unless allow_foreign_table
+    latency_table: Optional[str] = None
+    allow_foreign_table: bool = False
 
     def __post_init__(self) -> None:
         if self.sampler is None:
@@ -160,10 +164,13 @@ class SearchResult:
     interrupted: bool = False
     out_of_time: bool = False  # stopped by --timeout before the trial budget was used
 
+    latency_measured: list[dict] = field(default_factory=list)  # metric latency: best, measured
 
 def default_study_name(config: SearchConfig) -> str:
     """``fashion-mnist-400M-proxy-train``: the study a repeated command resumes."""
-    parts = [config.dataset, format_count(config.target).replace(".0", "")]
+    target = (f"{1e3 * config.target:g}ms" if config.metric == "latency"
+              else format_count(config.target).replace(".0", ""))
+    parts = [config.dataset, target]
     if config.metric != "flops":
         parts.append(config.metric)
     parts.append(config.evaluator)
@@ -271,6 +278,15 @@ class _Search:
             resolution=config.proxy_resolution, val_size=config.proxy_val_size,
             seed=config.seed)
         _check_space_fits(self.space, config, self._metric_of)
+        self.latency = None
+        if config.metric == "latency":
+            from .latency.use import SearchLatency, table_path
+
+            self.latency = SearchLatency(
+                table_path(config.latency_table), allow_foreign=config.allow_foreign_table,
+                space=self.space, space_path=config.space_path, resolution=self.resolution,
+                num_classes=self.evaluator.num_classes, in_channels=self.evaluator.in_channels)
+            self.latency.check_target(config.target, config.cost_window)
         self.storage_url = config.storage or default_storage_url(self.run_dir)
         # A storage the user names is opened before anything is created on disk, so a
         # bad URL or password leaves no empty run folder behind.
@@ -291,7 +307,8 @@ class _Search:
                 "resolution": self.resolution, "proxy_resolution": c.proxy_resolution,
                 "proxy_subset": c.proxy_subset, "proxy_epochs": c.proxy_epochs,
                 "proxy_val_size": c.proxy_val_size,
-                "prescreen": c.active_prescreen or "none"}
+                "prescreen": c.active_prescreen or "none",
+                **({"latency_table": self.latency.digest} if self.latency else {})}
 
     def _open_study(self, storage: optuna.storages.BaseStorage) -> optuna.Study:
         directions = (["maximize", "minimize"] if self.config.objective == "multi"
@@ -330,17 +347,14 @@ class _Search:
             for key, value in {**self._identity(), "num_classes": self.evaluator.num_classes,
                                "in_channels": self.evaluator.in_channels,
                                "space": str(self.space.source),
+                               **(self.latency.study_attrs() if self.latency else {}),
                                "storage": mask_url(self.storage_url)}.items():
                 study.set_user_attr(key, value)
         return study
 
     def _metric_of(self, genome: Genome) -> float:
-        if self.config.metric == "latency":
-            from .latency import measure_latency
-
-            return measure_latency(genome, resolution=self.resolution,
-                                   num_classes=self.evaluator.num_classes,
-                                   in_channels=self.evaluator.in_channels)
+        if self.latency is not None:
+            return self.latency.predict(genome)
         return getattr(self._cost(genome), self.config.metric)
 
     def _cost(self, genome: Genome):
@@ -359,7 +373,8 @@ class _Search:
         for key, item in {"worker": worker_id(), "genome": genome.to_dict(), "digest": digest,
                           "flops": costs.flops, "params": costs.params,
                           "activations": costs.activations, "cost": value,
-                          "evaluator": config.evaluator}.items():
+                          "evaluator": config.evaluator,
+                          **({"latency_predicted": value} if self.latency else {})}.items():
             trial.set_user_attr(key, item)
         if config.objective == "single" and config.cost_window:
             low, high = config.target * (1 - config.cost_window), config.target * (1 + config.cost_window)
@@ -632,7 +647,7 @@ def run_search(config: SearchConfig, *, jobs: int = 1) -> SearchResult:
     share the study through its storage, each with a share of the CPU threads."""
     search = _Search(config)
     if jobs <= 1:
-        return search.run()
+        return _measure_latency(search, search.run())
     import multiprocessing
     import os
 
@@ -660,4 +675,12 @@ def run_search(config: SearchConfig, *, jobs: int = 1) -> SearchResult:
     # The other workers may have finished trials after this one wrote its outputs.
     final = write_outputs(search.study, search.run_dir)
     final.wall_seconds, final.interrupted = result.wall_seconds, result.interrupted
-    return final
+    return _measure_latency(search, final)
+
+
+def _measure_latency(search: _Search, result: SearchResult) -> SearchResult:
+    """A latency search measures its best trials whole at the end, beside the predictions."""
+    if search.latency is not None and not result.interrupted:
+        result.latency_measured = search.latency.measure_top(
+            search.study.get_trials(deepcopy=False), search.run_dir)
+    return result

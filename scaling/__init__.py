@@ -8,6 +8,7 @@ Imports only :mod:`space`.
 from .factors import (DEFAULT_COMPOUND, DEFAULT_FAST_ALPHA, METHODS, OFFICIAL_TABLE, Factors,
                       ScalingError, coefficient_warning, resolve_coefficients,
                       round_resolution, scale_depth, scaling_factors)
+from .budget import MAX_BUDGET_PHI, phi_for_budget
 from .grid import DEFAULT_CANDIDATES, Coefficients, GridResult, GridRow, grid_search
 from .scaler import Member, family, member_name, scale
 
@@ -15,4 +16,4 @@ __all__ = ["scale", "family", "Member", "member_name", "METHODS", "OFFICIAL_TABL
            "DEFAULT_COMPOUND", "DEFAULT_FAST_ALPHA", "Factors", "ScalingError",
            "scaling_factors", "resolve_coefficients", "coefficient_warning",
            "round_resolution", "scale_depth", "grid_search", "GridResult", "GridRow",
-           "Coefficients", "DEFAULT_CANDIDATES"]
+           "Coefficients", "DEFAULT_CANDIDATES", "phi_for_budget", "MAX_BUDGET_PHI"]

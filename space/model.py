@@ -9,8 +9,9 @@ from torch import nn
 
 from .blocks import BlockSpec, resolve_blocks
 from .genome import Genome
+from .units import Unit
 
-__all__ = ["build", "MBConv", "SqueezeExcitation", "EfficientNetLike"]
+__all__ = ["build", "MBConv", "SqueezeExcitation", "EfficientNetLike", "unit_module"]
 
 _ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}
 
@@ -124,3 +125,32 @@ def build(genome: Genome, num_classes: int = 1000, in_channels: int = 3) -> Effi
         raise ValueError(f"num_classes and in_channels must be positive, got "
                          f"{num_classes} and {in_channels}")
     return EfficientNetLike(genome, num_classes=num_classes, in_channels=in_channels)
+
+
+class _HeadUnit(nn.Module):
+    """The head of :class:`EfficientNetLike` alone: 1x1 convolution, pooling, dropout,
+    classifier (what a latency table times as the ``head`` unit)."""
+
+    def __init__(self, unit: Unit, activation: type[nn.Module]) -> None:
+        super().__init__()
+        self.head = _conv_bn_act(unit.in_channels, unit.out_channels, kernel_size=1,
+                                 activation=activation)
+        self.dropout = nn.Dropout(0.0)
+        self.classifier = nn.Linear(unit.out_channels, unit.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.head(x).mean((2, 3))))
+
+
+def unit_module(unit: Unit) -> nn.Module:
+    """The torch module of one :class:`~space.units.Unit`, built as :func:`build` builds
+    it inside a network, in eval mode."""
+    activation = _ACTIVATIONS[unit.activation]
+    if unit.kind == "stem":
+        module: nn.Module = _conv_bn_act(unit.in_channels, unit.out_channels, kernel_size=3,
+                                         stride=2, activation=activation)
+    elif unit.kind == "block":
+        module = MBConv(unit.block_spec(), activation)
+    else:
+        module = _HeadUnit(unit, activation)
+    return module.eval()

@@ -69,6 +69,16 @@ def register(subparsers) -> None:
                         help="input channels for the reported costs (default 3)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the genome "
                         "file's folder; runs/<preset>-family/ for a preset)")
+    latency = parser.add_argument_group("scaling to latency budgets (instead of --phi)")
+    latency.add_argument("--target-latency", metavar="LIST",
+                         help="budgets on this machine, e.g. 10ms,20ms,40ms: per budget the "
+                              "largest member (phi need not be whole) that the latency table "
+                              "predicts to meet it, then measured whole; writes latency.json")
+    latency.add_argument("--latency-table", metavar="FILE",
+                         help="latency table (default: this machine's, runs/latency/); "
+                              "entries a member lacks are measured into it")
+    latency.add_argument("--allow-foreign-table", action="store_true",
+                         help="use a table measured on another machine (with a warning)")
     grid = parser.add_argument_group("coefficient grid search (EfficientNet Section 4)")
     grid.add_argument("--grid", action="store_true",
                       help="search alpha, beta, gamma at phi = 1 before scaling")
@@ -154,9 +164,11 @@ def _parse_values(text: Optional[str]) -> tuple[float, ...]:
 
 def run(args: argparse.Namespace) -> int:
     phis = parse_phis(args.phi) if args.phi is not None else None
-    if phis is None and not args.grid:
+    if args.target_latency is not None and (phis is not None or args.grid):
+        raise UsageError("--target-latency chooses the members itself; drop --phi and --grid")
+    if phis is None and not args.grid and args.target_latency is None:
         raise UsageError("--phi is required (e.g. --phi 0..7), unless --grid only searches "
-                         "the coefficients")
+                         "the coefficients or --target-latency chooses the members")
     if args.num_classes < 1 or args.in_channels < 1:
         raise UsageError("--num-classes and --in-channels must be >= 1")
     if args.grid and (args.method != "compound" or any(
@@ -168,6 +180,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(args.genome)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a folder")
+    budgets = None
+    if args.target_latency is not None:
+        from ..latency.use import LatencyBudgets
+
+        budgets = LatencyBudgets(genome, args.target_latency, table=args.latency_table,
+                                 allow_foreign=args.allow_foreign_table, method=args.method,
+                                 coefficients=coefficients, num_classes=args.num_classes,
+                                 in_channels=args.in_channels)
+        phis = budgets.phis
     files: dict[str, bytes] = {}
     if args.grid:
         result = _grid(args, genome)
@@ -179,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
                          num_classes=args.num_classes, in_channels=args.in_channels)
         _print_family(genome, args, coefficients, members)
         files.update(_family_files(genome, args, coefficients, members))
+    if budgets is not None:
+        files["latency.json"] = budgets.report(members)
     _check_not_input(out, files, args.genome)
     check_writable_dir(out)
     for name, data in files.items():

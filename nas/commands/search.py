@@ -39,9 +39,19 @@ def register(subparsers) -> None:
                     "trials.csv and the Optuna study (SQLite by default).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     target = parser.add_argument_group("target and reward")
-    target.add_argument("--target-flops", "--target", dest="target", required=True,
+    target.add_argument("--target-flops", "--target", dest="target",
                         metavar="T", help="target cost T, e.g. 400M multiply-adds (with "
-                        "--metric params/activations: that count; latency: milliseconds)")
+                        "--metric params/activations: that count; latency: 12ms or plain "
+                        "milliseconds)")
+    target.add_argument("--target-latency", metavar="T",
+                        help="target latency on this machine, e.g. 12ms (us, ms, s): sets "
+                             "--metric latency; genomes are priced by the latency table "
+                             "(`nas latency build`), instantly, and the best are measured "
+                             "whole at the end")
+    target.add_argument("--latency-table", metavar="FILE",
+                        help="latency table (default: this machine's, runs/latency/)")
+    target.add_argument("--allow-foreign-table", action="store_true",
+                        help="use a latency table measured on another machine (with a warning)")
     target.add_argument("--metric", choices=METRICS, default="flops",
                         help="cost in the reward: multiply-adds at deployment resolution "
                              "(default), parameters, activations, or latency measured here "
@@ -122,12 +132,21 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
     alpha, beta = REWARD_PRESETS[args.reward]
     alpha = alpha if args.alpha is None else args.alpha
     beta = beta if args.beta is None else args.beta
-    if args.metric == "latency":
-        try:
-            target = float(args.target) / 1000.0  # milliseconds on the command line
-        except ValueError:
-            raise UsageError(f"--target {args.target!r}: with --metric latency give "
-                             "milliseconds, e.g. 25") from None
+    if (args.target is None) == (args.target_latency is None):
+        raise UsageError("give one target: --target-flops (e.g. 400M) or --target-latency "
+                         "(e.g. 12ms)")
+    if args.target_latency is not None:
+        from ..latency.use import parse_duration
+
+        if args.metric not in ("flops", "latency"):
+            raise UsageError(f"--target-latency sets the metric; drop --metric {args.metric}")
+        args.metric, target = "latency", parse_duration(args.target_latency)
+    elif args.metric == "latency":
+        from ..latency.use import parse_duration
+
+        # plain numbers are milliseconds, as before units were accepted
+        text = args.target + "ms" if args.target.replace(".", "", 1).isdigit() else args.target
+        target = parse_duration(text, "--target")
     else:
         target = parse_count(args.target, "--target-flops")
     # A first search with no budget given must end on a slow laptop in minutes.
@@ -146,7 +165,8 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         seed=args.seed, sampler=args.sampler, population_size=args.population_size,
         tournament_size=args.tournament_size, pruner=args.pruner,
         cost_window=args.cost_window, study=args.study, storage=args.storage,
-        runs_dir=args.runs_dir, space_path=args.space_path, quiet=args.quiet)
+        runs_dir=args.runs_dir, space_path=args.space_path, latency_table=args.latency_table,
+        allow_foreign_table=args.allow_foreign_table, quiet=args.quiet)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,7 +199,9 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
           f"{attrs['accuracy']:.4f}")
     print(f"costs at the deployment resolution {genome.resolution} px: multiply-adds "
           f"{attrs['flops']:,} ({format_count(attrs['flops'])}), parameters {attrs['params']:,}, "
-          f"activations {attrs['activations']:,}; target {format_count(config.target)} {unit}, "
+          f"activations {attrs['activations']:,}; target "
+          f"{f'{1e3 * config.target:g} ms' if config.metric == 'latency' else format_count(config.target)} "
+          f"{unit}, "
           f"{100 * (attrs['cost'] / config.target - 1):+.1f}%")
     print(genome_table(genome))
     if result.pareto:
@@ -189,5 +211,10 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
                   f"accuracy {trial.user_attrs['accuracy']:.4f}")
         print(f"written: {result.run_dir / 'pareto.json'}")
     best_path = result.run_dir / "best.json"
+    if result.latency_measured:
+        from ..latency.use import measured_table
+
+        print(f"\nlatency of the best trials, measured whole here "
+              f"({result.run_dir / 'latency.json'}):\n{measured_table(result.latency_measured)}")
     print(f"\nwritten: {best_path}, {result.run_dir / 'trials.csv'}")
     print(f"next: nas scale --genome {best_path} --phi 0..7")
