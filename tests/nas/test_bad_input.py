@@ -63,6 +63,42 @@ class _Hostile:
         return (os.system, (f"touch {self.path}",))
 
 
+TINY_SPACE = """version = 1
+stem_channels = 8
+head_channels = 16
+resolution = 32
+[choices]
+kernel_size = [3]
+expand_ratio = [1, 4]
+se_ratio = [0]
+layers_delta = [0]
+width_multiplier = [1.0]
+[[stages]]
+out_channels = 8
+num_layers = 1
+stride = 2
+"""
+
+
+def latency_tables(folder: Path) -> None:
+    """A table of this machine for TINY_SPACE (made-up entries of 1 ms: no row measures),
+    the same table from another CPU, and a truncated one."""
+    from nas.latency import LatencyTable, TimingSettings, space_units
+    from space import SearchSpace
+
+    (folder / "tiny_space.toml").write_text(TINY_SPACE)
+    space = SearchSpace.from_file(folder / "tiny_space.toml")
+    table = LatencyTable(folder / "tiny_table.json", TimingSettings())
+    for unit in space_units(space, 32, 10, 1):
+        table.entries[unit.key] = {"seconds": 1e-3, "spread": 0.0}
+    table.save()
+    text = (folder / "tiny_table.json").read_text()
+    (folder / "truncated_table.json").write_text(text[: len(text) // 2])
+    table.fingerprint = {**table.fingerprint, "cpu": "Another CPU"}
+    table.path = folder / "foreign_table.json"
+    table.save()
+
+
 def make_files(folder: Path) -> None:
     """The hostile inputs every row may point at."""
     files = {
@@ -96,6 +132,7 @@ def make_files(folder: Path) -> None:
 
     journal = optuna.storages.journal.JournalFileBackend(str(folder / "study.journal"))
     optuna.create_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
+    latency_tables(folder)
     read_only = folder / "ro"
     read_only.mkdir()
     (read_only / "keep.txt").write_text("must survive\n")
@@ -287,6 +324,29 @@ ROWS = [
     ("search", "wrong-password", ["search", "--target-flops", "400M", "--evaluator", "naswot",
                                   "--proxy-subset", "64", "--storage", "{wrong_pg}", "--study",
                                   "shared", "--runs", "{d}/runs"], "password authentication"),
+    ("search", "no-target", ["search", "--runs", "{d}/runs"], "--target-latency"),
+    ("search", "latency-unit", ["search", "--target-latency", "12 parsecs", "--runs",
+                                "{d}/runs"], "unknown unit"),
+    ("search", "foreign-latency-table", ["search", "--target-latency", "3ms", "--latency-table",
+                                         "{d}/foreign_table.json", "--space",
+                                         "{d}/tiny_space.toml", "--evaluator", "naswot",
+                                         "--runs", "{d}/runs"], "another machine"),
+    ("search", "latency-below-fastest", ["search", "--target-latency", "1us",
+                                         "--latency-table", "{d}/tiny_table.json", "--space",
+                                         "{d}/tiny_space.toml", "--evaluator", "naswot",
+                                         "--runs", "{d}/runs"], "fastest genome"),
+    ("search", "missing-latency-table", ["search", "--target-latency", "3ms", "--latency-table",
+                                         "{d}/no_table.json", "--evaluator", "naswot",
+                                         "--runs", "{d}/runs"], "nas latency build"),
+    # latency
+    ("latency", "truncated-table", ["latency", "check", "--table",
+                                    "{d}/truncated_table.json"], "truncated"),
+    ("latency", "no-cuda", ["latency", "build", "--backend", "cuda", "--table",
+                            "{d}/cuda.json"], "CUDA"),
+    ("latency", "table-not-json", ["latency", "build", "--space", "{d}/tiny_space.toml",
+                                   "--table", "{d}/garbage.json"], "garbage.json"),
+    ("scale", "latency-unit", ["scale", "--genome", "efficientnet-b0", "--target-latency",
+                               "10ms,5xs", "--out", "{d}/fam"], "unknown unit"),
 ]
 
 
