@@ -33,6 +33,7 @@ from space import Genome, GenomeError, NasError
 from .common import atomic_write_bytes, format_count
 from .dashboard import STAGE_HEADERS, StudyLocation, open_study, stage_rows
 from .diagram import genome_svg
+from .latency.figures import latency_figure
 from .storage import mask_url
 
 __all__ = ["ReportError", "Series", "Panel", "Figure", "Report", "collect", "render_html",
@@ -401,7 +402,8 @@ def collect(location: StudyLocation) -> Report:
         notes.append(why)
     families = find_families(location.run_dir)
     figures = [f for f in (_history(trials, multi), _cost_figure(trials, settings), importance,
-                           _states_figure(trials, counts), *_family_figures(families)) if f]
+                           _states_figure(trials, counts), *_family_figures(families),
+                           latency_figure(location.run_dir, settings)) if f]
     evaluated = [t for t in _evaluated(trials) if isinstance(t.user_attrs.get("genome"), dict)]
     resolution = int(settings.get("resolution") or 224)
     best = best_genome = None
@@ -543,7 +545,9 @@ def _settings_rows(report: Report) -> list[tuple[str, str]]:
                        ("dataset", "dataset"), ("evaluator", "evaluator"),
                        ("resolution", "deployment resolution (px)"),
                        ("proxy_resolution", "proxy resolution (px)"),
-                       ("num_classes", "classes"), ("in_channels", "input channels")):
+                       ("num_classes", "classes"), ("in_channels", "input channels"),
+                       ("latency_table_path", "latency table"),
+                       ("latency_table_fingerprint", "latency measured with")):
         if key in s:
             rows.append((label, str(s[key])))
     if s.get("evaluator") == "proxy-train":

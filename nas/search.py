@@ -568,7 +568,8 @@ def _raise_keyboard_interrupt(signum, frame) -> None:
 # -- outputs ----------------------------------------------------------------------------
 
 _CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "activations",
-                "cost", "eval_seconds", "duration_s", "reused_from", "note", "genome")
+                "cost", "latency_predicted", "eval_seconds", "duration_s", "reused_from",
+                "note", "genome")
 
 
 def _csv_row(trial: FrozenTrial) -> dict[str, Any]:
@@ -581,8 +582,8 @@ def _csv_row(trial: FrozenTrial) -> dict[str, Any]:
     duration = trial.duration.total_seconds() if trial.duration else ""
     return {"number": trial.number, "state": trial.state.name,
             **{key: attrs.get(key, "") for key in ("reward", "accuracy", "flops", "params",
-                                                    "activations", "cost", "eval_seconds",
-                                                    "reused_from")},
+                                                    "activations", "cost", "latency_predicted",
+                                                    "eval_seconds", "reused_from")},
             "duration_s": duration, "note": note,
             "genome": json.dumps(attrs["genome"], separators=(",", ":")) if "genome" in attrs else ""}
 

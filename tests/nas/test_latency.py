@@ -3,6 +3,7 @@ fingerprint, prediction of whole networks, the space's fastest genome, search an
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
@@ -18,6 +19,8 @@ from nas.common import UsageError
 from nas.latency import (LatencyTable, Predictor, TableError, TimingSettings, build_table,
                          space_units)
 from nas.latency.use import SearchLatency, open_for_use, parse_duration
+from nas.dashboard import locate_study
+from nas.report import collect
 from nas.search import SearchConfig, run_search
 from space import Genome, SearchSpace, SpaceError, Unit, units
 
@@ -179,6 +182,12 @@ def test_latency_search_end_to_end(tiny, tmp_path):
     assert result.best.user_attrs["latency_predicted"] == result.best.user_attrs["cost"]
     written = json.loads((tmp_path / "runs" / "lat" / "latency.json").read_text())
     assert written["table_digest"] == latency.digest and written["trials"] == measured
+    with open(tmp_path / "runs" / "lat" / "trials.csv") as stream:
+        assert sum(bool(row["latency_predicted"]) for row in csv.DictReader(stream)) >= 4
+    report = collect(locate_study(run_dir=tmp_path / "runs" / "lat"))
+    (figure,) = [f for f in report.figures if f.key == "latency"]
+    points = figure.panels[0].series
+    assert len(points[0].x) == 6 and len(points[1].x) == len(measured)  # fit networks, trials
     # A worker whose table prices the space differently may not join the study.
     data = json.loads((folder / "table.json").read_text())
     data["entries"] = {key: {"seconds": 2 * e["seconds"], "spread": 0.0}
