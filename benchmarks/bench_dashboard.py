@@ -1,0 +1,564 @@
+"""Dashboards and reports of large studies: 1,000, 10,000 and 100,000 trials.
+
+Each study is written record by record in the format ``nas search`` leaves (not by running
+the search): genomes drawn uniformly from the default space and costed by ``space.cost`` at
+224 px for Fashion-MNIST (10 classes, 1 channel); the 7.3% evaluated (the 730 complete of
+the 10,000-trial study in issue 26) are window genomes with a synthetic accuracy, three
+epochs of intermediate values, a note with the stage table and the two artifacts; the other
+window genomes are prescreened (a naswot-like score below the median), the rest screened
+outside the 400 M +- 10% window. The study's identity is that of a cheap proxy training
+(1 epoch on 100 images at 16 px) so that the resume below trains for seconds, not minutes.
+
+Measured per study, each in a fresh process on the study's SQLite file:
+
+- ``request``: ``nas dashboard``'s study request ``/api/studies/<id>`` over HTTP, cold and
+  repeated, its size, and the server's peak memory;
+- ``browser``: the study page in headless Chromium (DevTools protocol over a pipe) until the
+  optimization-history plot has drawn its points, on a fresh server;
+- ``report``: ``nas report`` wall time, peak memory and page size;
+- ``outputs``: ``trials.csv`` and ``best.json`` (:func:`nas.search.write_outputs`);
+- ``resume``: ``nas search`` resumed on the study for two more evaluated trials.
+
+    flock /tmp/nas-heavy.lock python3 benchmarks/bench_dashboard.py --label after
+    python3 benchmarks/bench_dashboard.py --sizes 1000 --only request browser --label before
+
+Results go to benchmarks/results/dashboard.json under the label (``before``: the code
+before issue 26, ``after``: with it), one entry per size and measurement as they finish; a
+measurement already there is skipped, so an interrupted run resumes (``--again`` redoes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import select
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import optuna  # noqa: E402
+from optuna.distributions import CategoricalDistribution, distribution_to_json  # noqa: E402
+from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "dashboard.json"
+SIZES = (1000, 10_000, 100_000)
+MEASURES = ("request", "browser", "report", "outputs", "resume")
+EVALUATED_SHARE = 730 / 10_000  # the mix of the default search in issue 26
+TARGET = 400_000_000
+WINDOW = 0.1
+RESOLUTION, NUM_CLASSES, IN_CHANNELS = 224, 10, 1
+PROXY = {"proxy_resolution": 16, "proxy_subset": 100, "proxy_epochs": 1, "proxy_val_size": 50}
+STUDY = "big"
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_LIMIT_S = 300
+# The history plot has drawn the evaluated trials once its scatter layer holds points.
+PLOT_DRAWN = ("document.querySelectorAll('.js-plotly-plot .scatterlayer .point').length")
+
+
+# -- writing a study -------------------------------------------------------------------------
+
+
+class _Recorder:
+    """A suggester for ``SearchSpace.sample`` that draws uniformly and keeps what a trial
+    would hold: the parameters and their distributions."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.params: dict[str, Any] = {}
+        self.distributions: dict[str, CategoricalDistribution] = {}
+
+    def suggest_categorical(self, name: str, options):
+        self.distributions[name] = CategoricalDistribution(list(options))
+        self.params[name] = self.rng.choice(list(options))
+        return self.params[name]
+
+
+def _fast_sqlite(path: Path) -> optuna.storages.RDBStorage:
+    """The study's SQLite file written without fsync (a bulk load, not a live search)."""
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(path, timeout=60)
+        connection.execute("PRAGMA synchronous=OFF")
+        return connection
+
+    return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
+
+
+def _digest(genome) -> str:
+    """The search's genome digest (``nas.search``: sha1 of the genome key, 16 hex digits)."""
+    return hashlib.sha1(genome.key().encode()).hexdigest()[:16]
+
+
+class _ScreenedRows:
+    """Screened trials written straight into Optuna's SQLite schema, many per transaction:
+    through the storage API (one transaction per trial, a row per parameter) a 100,000-trial
+    study would take hours. The rows are those Optuna writes for a pruned trial; the
+    evaluated trials between them go through the API."""
+
+    def __init__(self, path: Path, study_id: int) -> None:
+        self.connection = sqlite3.connect(path, timeout=60)
+        self.connection.execute("PRAGMA synchronous=OFF")
+        self.study_id = study_id
+        self.pending: list[tuple] = []
+
+    def add(self, number: int, start: datetime.datetime, end: datetime.datetime,
+            params: dict, distributions: dict, attrs: dict) -> None:
+        self.pending.append((number, start, end, params, distributions, attrs))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        cursor = self.connection.cursor()
+        (last,) = cursor.execute("SELECT COALESCE(MAX(trial_id), 0) FROM trials").fetchone()
+        trials, params, attrs = [], [], []
+        for offset, (number, start, end, values, distributions, user_attrs) in enumerate(self.pending):
+            trial_id = last + 1 + offset
+            trials.append((trial_id, number, self.study_id, "PRUNED", _sql_time(start), _sql_time(end)))
+            params += [(trial_id, name, distributions[name].to_internal_repr(value),
+                        distribution_to_json(distributions[name])) for name, value in values.items()]
+            attrs += [(trial_id, key, json.dumps(value)) for key, value in user_attrs.items()]
+        cursor.executemany("INSERT INTO trials (trial_id, number, study_id, state, datetime_start, "
+                           "datetime_complete) VALUES (?, ?, ?, ?, ?, ?)", trials)
+        cursor.executemany("INSERT INTO trial_params (trial_id, param_name, param_value, "
+                           "distribution_json) VALUES (?, ?, ?, ?)", params)
+        cursor.executemany('INSERT INTO trial_user_attributes (trial_id, "key", value_json) '
+                           "VALUES (?, ?, ?)", attrs)
+        self.connection.commit()
+        self.pending.clear()
+
+    def finish_time(self, trial_id: int, end: datetime.datetime) -> None:
+        """Put an evaluated trial's completion on the synthetic clock (Optuna stamps it now)."""
+        self.connection.execute("UPDATE trials SET datetime_complete = ? WHERE trial_id = ?",
+                                (_sql_time(end), trial_id))
+        self.connection.commit()
+
+
+def _sql_time(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")  # as SQLAlchemy stores DATETIME in SQLite
+
+
+def build_study(run_dir: Path, size: int, *, seed: int = 0) -> dict[str, Any]:
+    """Write a study of ``size`` trials to ``run_dir/study.db`` (and its artifacts and
+    best.json); returns counts and the seconds it took."""
+    from optuna_dashboard._note import note_ver_key, split_body  # the note's storage format
+    from tqdm import tqdm
+
+    from nas import dashboard
+    from nas.common import atomic_write_text
+    from nas.reward import RewardSpec, reward
+    from space import Genome, SearchSpace, cost
+
+    started = time.perf_counter()
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    storage = _fast_sqlite(run_dir / "study.db")
+    study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
+    identity = {"target": TARGET, "metric": "flops", "alpha": -0.07, "beta": -0.07,
+                "objective": "single", "evaluator": "proxy-train", "dataset": "fashion-mnist",
+                "resolution": RESOLUTION, **PROXY, "prescreen": "naswot",
+                "num_classes": NUM_CLASSES, "in_channels": IN_CHANNELS,
+                "space": "space/default_space.toml",
+                "storage": f"sqlite:///{run_dir / 'study.db'}"}
+    for key, value in identity.items():
+        study.set_user_attr(key, value)
+    rows = _ScreenedRows(run_dir / "study.db", study._study_id)
+    space = SearchSpace.default()
+    store = dashboard.artifact_store_for(run_dir)
+    spec = RewardSpec(TARGET, -0.07, -0.07)
+    rng = random.Random(seed)
+    quota = round(size * EVALUATED_SHARE)
+    low, high = TARGET * (1 - WINDOW), TARGET * (1 + WINDOW)
+    clock = datetime.datetime(2026, 1, 1, 12, 0, 0)
+    counts = {"complete": 0, "screened": 0, "prescreened": 0}
+    scores: list[float] = []
+    best: tuple[float, Optional[Genome]] = (-math.inf, None)
+
+    def draw(number: int):
+        recorder = _Recorder(rng)
+        genome = space.sample(recorder, name=f"{STUDY}-trial{number}")
+        return recorder, genome, cost(genome, RESOLUTION, NUM_CLASSES, IN_CHANNELS)
+
+    for number in tqdm(range(size), desc=f"write {size} trials", unit="trial", mininterval=2):
+        left, evaluations_left = size - number, quota - counts["complete"]
+        recorder, genome, costs = draw(number)
+        in_window = low <= costs.flops <= high
+        if evaluations_left >= left or (evaluations_left > 0 and in_window and rng.random() < 0.5):
+            while not low <= costs.flops <= high:  # the quota must be met: a window genome
+                recorder, genome, costs = draw(number)
+            kind = "complete"
+        else:
+            kind = "prescreened" if in_window else "screened"
+        counts[kind] += 1
+        attrs: dict[str, Any] = {"worker": "bench:1", "genome": genome.to_dict(),
+                                 "digest": _digest(genome), "flops": costs.flops,
+                                 "params": costs.params, "activations": costs.activations,
+                                 "cost": costs.flops, "evaluator": "proxy-train"}
+        seconds = 0.05
+        if kind == "screened":
+            attrs["screened"] = (f"flops {costs.flops / 1e6:.1f}M outside the target window "
+                                 "360.0M..440.0M; not evaluated")
+        else:
+            score = 1000 + 200 * math.log(costs.params) + rng.gauss(0, 20)
+            attrs["prescreen_score"] = score
+            bar = sorted(scores)[len(scores) // 2] if scores else -math.inf
+            scores.append(score)
+            seconds = 0.4
+            if kind == "prescreened":
+                attrs["screened"] = (f"naswot score {score:.4g} below the median {bar:.4g} of "
+                                     f"the {len(scores) - 1} earlier candidates in the window; "
+                                     "not trained")
+        start = clock
+        if kind != "complete":
+            clock += datetime.timedelta(seconds=seconds)
+            rows.add(number, start, clock, recorder.params, recorder.distributions, attrs)
+            if len(rows.pending) >= 5000:
+                rows.flush()
+            continue
+        rows.flush()
+        accuracy = min(0.95, 0.85 + 0.04 * math.log(costs.flops / TARGET) + rng.uniform(-0.01, 0.01))
+        value = reward(accuracy, costs.flops, spec)
+        seconds = rng.uniform(60, 120)
+        clock += datetime.timedelta(seconds=seconds)
+        attrs.update(accuracy=accuracy, reward=value, eval_seconds=round(seconds, 3))
+        best = max(best, (value, genome), key=lambda pair: pair[0])
+        # Artifacts attach to running trials only: the trial finishes after them.
+        trial_id = storage.create_new_trial(study._study_id, template_trial=FrozenTrial(
+            number=number, trial_id=number, state=TrialState.RUNNING, value=None, values=None,
+            datetime_start=start, datetime_complete=None, params=recorder.params,
+            distributions=recorder.distributions, user_attrs=attrs, system_attrs={},
+            intermediate_values={epoch: accuracy * (0.8 + 0.1 * epoch) for epoch in range(3)}))
+        note = dashboard.trial_note(genome, costs, accuracy=accuracy, reward=value,
+                                    resolution=RESOLUTION)
+        storage.set_study_system_attr(study._study_id, note_ver_key(trial_id), 1)
+        for key, text in split_body(note, trial_id).items():
+            storage.set_study_system_attr(study._study_id, key, text)
+        dashboard.attach_trial_artifacts(study, trial_id, genome, store)
+        storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
+        rows.finish_time(trial_id, clock)
+    rows.flush()
+    rows.connection.close()
+    atomic_write_text(run_dir / "best.json", best[1].to_json() + "\n")
+    storage.engine.dispose()
+    return {"trials": size, **counts, "seconds": round(time.perf_counter() - started, 1),
+            "db_mb": round((run_dir / "study.db").stat().st_size / 2**20, 1)}
+
+
+# -- measuring ---------------------------------------------------------------------------------
+
+
+# Where the measured processes import nas from (--code): the tree itself, or a copy of an
+# older commit for the figures before a change.
+CODE = [REPO]
+
+
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(CODE[0]), "OMP_NUM_THREADS": "1"}
+
+
+def _run_timed(command: list[str], *, limit: float) -> dict[str, Any]:
+    """Run a command; its wall seconds, peak memory (MB, of the process and the largest
+    child it waited for) and exit code."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=_child_env(), cwd=CODE[0], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        return {"seconds": None, "timed_out_after_s": limit, "exit": None}
+    seconds = time.perf_counter() - started
+    peak_kb = _peak_rss_kb(err)
+    return {"seconds": round(seconds, 2), "exit": process.returncode,
+            "peak_mb": None if peak_kb is None else round(peak_kb / 1024, 1),
+            "stdout_tail": out.strip().splitlines()[-3:], "stderr_tail": err.strip().splitlines()[-3:]
+            if process.returncode else []}
+
+
+_TIME_V = re.compile(r"Maximum resident set size \(kbytes\): (\d+)")
+
+
+def _peak_rss_kb(stderr: str) -> Optional[int]:
+    match = _TIME_V.search(stderr)
+    return int(match.group(1)) if match else None
+
+
+def _timed_python(code: str, *, limit: float) -> dict[str, Any]:
+    """``python3 -c code`` under ``/usr/bin/time -v`` (peak resident memory)."""
+    return _run_timed(["/usr/bin/time", "-v", sys.executable, "-c", code], limit=limit)
+
+
+class _Dashboard:
+    """``nas dashboard RUN_DIR`` in a child process, for one measurement."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nas", "dashboard", str(run_dir)], env=_child_env(), cwd=CODE[0],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if ": http://" not in line:
+            raise RuntimeError(f"nas dashboard did not start: {line}{self.process.stderr.read()}")
+        self.url = line.split(": ", 1)[1].strip()
+        self.base = self.url.split("/dashboard/")[0]
+        self.study_id = int(self.url.rstrip("/").rsplit("/", 1)[1])
+
+    def peak_mb(self) -> float:
+        text = Path(f"/proc/{self.process.pid}/status").read_text()
+        return round(int(re.search(r"VmHWM:\s+(\d+)", text).group(1)) / 1024, 1)
+
+    def close(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
+def measure_request(run_dir: Path) -> dict[str, Any]:
+    server = _Dashboard(run_dir)
+    try:
+        result: dict[str, Any] = {}
+        for attempt in ("cold", "repeated"):
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"{server.base}/api/studies/{server.study_id}",
+                                        timeout=600) as response:
+                body = response.read()
+            result[f"{attempt}_s"] = round(time.perf_counter() - started, 2)
+        detail = json.loads(body)
+        trials = detail["trials"]
+        result.update(mb=round(len(body) / 2**20, 2), trials_served=len(trials),
+                      kb_per_trial=round(len(body) / 1024 / max(1, len(trials)), 1),
+                      notes=sum(bool(t["note"]["body"]) for t in trials),
+                      artifacts=sum(len(t["artifacts"]) for t in trials),
+                      server_peak_mb=server.peak_mb())
+        return result
+    finally:
+        server.close()
+
+
+class _DevTools:
+    """Chromium's DevTools protocol over ``--remote-debugging-pipe`` (file descriptors 3 and
+    4, messages separated by NUL), so no WebSocket client is needed."""
+
+    def __init__(self, profile: str) -> None:
+        to_chrome_r, self._to_chrome = os.pipe()
+        self._from_chrome, from_chrome_w = os.pipe()
+
+        def wire() -> None:  # the child's fds 3 (commands in) and 4 (replies out)
+            os.dup2(to_chrome_r, 3)
+            os.dup2(from_chrome_w, 4)
+
+        self.process = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--remote-debugging-pipe",
+             "--window-size=1400,1000", "about:blank"],
+            # preexec_fn runs before the child closes other descriptors: keep 3 and 4.
+            preexec_fn=wire, pass_fds=(3, 4),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buffer = b""
+        self._next_id = 0
+
+    def call(self, method: str, params: Optional[dict] = None, session: Optional[str] = None,
+             timeout: float = 60) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._next_id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(method)
+            ready, _, _ = select.select([self._from_chrome], [], [], left)
+            if ready:
+                chunk = os.read(self._from_chrome, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("Chromium closed its DevTools pipe")
+                self._buffer += chunk
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        os.close(self._to_chrome)
+        os.close(self._from_chrome)
+
+
+def measure_browser(run_dir: Path) -> dict[str, Any]:
+    server = _Dashboard(run_dir)
+    profile = tempfile.mkdtemp(prefix="nas-bench-chromium-")
+    browser = _DevTools(profile)
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target,
+                                                         "flatten": True})["sessionId"]
+        started = time.perf_counter()
+        browser.call("Page.navigate", {"url": server.url}, session)
+        points = 0
+        while time.perf_counter() - started < BROWSER_LIMIT_S:
+            try:
+                points = browser.call("Runtime.evaluate", {"expression": PLOT_DRAWN,
+                                                           "returnByValue": True},
+                                      session, timeout=BROWSER_LIMIT_S)["result"].get("value", 0)
+            except TimeoutError:
+                break
+            if points:
+                break
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        if not points:
+            return {"seconds": None, "gave_up_after_s": round(seconds, 1)}
+        heap = browser.call("Runtime.evaluate", {
+            "expression": "performance.memory ? performance.memory.usedJSHeapSize : 0",
+            "returnByValue": True}, session)["result"].get("value", 0)
+        return {"seconds": round(seconds, 2), "plot_points": points,
+                "js_heap_mb": round(heap / 2**20, 1)}
+    finally:
+        browser.close()
+        server.close()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def measure_report(run_dir: Path) -> dict[str, Any]:
+    out = run_dir / "report.html"
+    result = _run_timed(["/usr/bin/time", "-v", sys.executable, "-m", "nas", "report",
+                         str(run_dir), "--out", str(out)], limit=3600)
+    if out.is_file():
+        result["page_mb"] = round(out.stat().st_size / 2**20, 2)
+        text = out.read_text(encoding="utf-8")
+        match = re.search(r'<p class="sub">([^<]*)</p>', text)
+        result["counts_line"] = match.group(1) if match else None
+    return result
+
+
+def measure_outputs(run_dir: Path) -> dict[str, Any]:
+    code = (f"import optuna, time; from pathlib import Path; from nas.search import write_outputs; "
+            f"from nas.storage import open_storage; "
+            f"s = optuna.load_study(study_name={STUDY!r}, storage=open_storage("
+            f"'sqlite:///{run_dir / 'study.db'}')); t = time.perf_counter(); "
+            f"r = write_outputs(s, Path({str(run_dir)!r})); "
+            f"print('write_outputs_s', round(time.perf_counter() - t, 2), r.counts)")
+    result = _timed_python(code, limit=3600)
+    tail = " ".join(result.get("stdout_tail", []))
+    match = re.search(r"write_outputs_s ([0-9.]+)", tail)
+    result["write_outputs_s"] = float(match.group(1)) if match else None
+    result["csv_mb"] = round((run_dir / "trials.csv").stat().st_size / 2**20, 2) \
+        if (run_dir / "trials.csv").is_file() else None
+    return result
+
+
+def measure_resume(run_dir: Path) -> dict[str, Any]:
+    """Two more evaluated trials on a copy of the study (the original stays as written)."""
+    copy = run_dir.parent / f"{run_dir.name}-resume" / STUDY
+    if copy.parent.exists():
+        shutil.rmtree(copy.parent)
+    shutil.copytree(run_dir, copy)
+    before = _evaluated_count(copy / "study.db")
+    with sqlite3.connect(copy / "study.db") as connection:
+        total = connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    command = ["/usr/bin/time", "-v", sys.executable, "-m", "nas", "search",
+               "--target-flops", "400M", "--runs", str(copy.parent), "--study", STUDY,
+               "--n-trials", str(before + 2), "--quiet", "--seed", "1",
+               *[f"--{key.replace('_', '-')}={value}" for key, value in PROXY.items()]]
+    result = _run_timed(command, limit=3600)
+    storage = _fast_sqlite(copy / "study.db")
+    trials = storage.get_all_trials(storage.get_study_id_from_name(STUDY), deepcopy=False)
+    new = [t for t in trials if t.number >= total]
+    result.update(evaluated_before=before, evaluated_after=_evaluated_count(copy / "study.db"),
+                  new_trials=len(new),
+                  new_screened=sum("screened" in t.user_attrs for t in new))
+    storage.engine.dispose()
+    shutil.rmtree(copy.parent)
+    return result
+
+
+def _evaluated_count(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+
+
+MEASURE: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "request": measure_request, "browser": measure_browser, "report": measure_report,
+    "outputs": measure_outputs, "resume": measure_resume}
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save(path: Path, results: dict[str, Any]) -> None:
+    from nas.common import atomic_write_json
+
+    atomic_write_json(path, results)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES))
+    parser.add_argument("--label", required=True, help="before / after: where the figures go")
+    parser.add_argument("--work", default="/tmp/nas-bench-dashboard",
+                        help="where the studies are written (kept between runs)")
+    parser.add_argument("--code", default=str(REPO), help="folder whose nas/ the measured "
+                        "processes import (e.g. `git archive` of the commit before a change)")
+    parser.add_argument("--results", default=str(RESULTS), help="the results file")
+    parser.add_argument("--again", action="store_true", help="redo measurements already recorded")
+    args = parser.parse_args(argv)
+    CODE[0] = Path(args.code).resolve()
+    results_path = Path(args.results)
+    results = _load(results_path)
+    results["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
+                          f"{platform.python_version()}, optuna {optuna.__version__}")
+    for size in args.sizes:
+        run_dir = Path(args.work) / str(size) / STUDY
+        built = results.setdefault("studies", {}).get(str(size))
+        if built is None or not (run_dir / "study.db").is_file():
+            results["studies"][str(size)] = build_study(run_dir, size)
+            _save(results_path, results)
+            print(f"{size}: built {results['studies'][str(size)]}", flush=True)
+        entry = results.setdefault(args.label, {}).setdefault(str(size), {})
+        for name in args.only:
+            if name in entry and not args.again:
+                continue
+            print(f"{size}: {name} ...", flush=True)
+            entry[name] = MEASURE[name](run_dir)
+            print(f"{size}: {name} {entry[name]}", flush=True)
+            _save(results_path, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
