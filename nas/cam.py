@@ -28,6 +28,7 @@ from space import NasError
 
 from .checkpoint import model_from_checkpoint
 from .data import Normalization, Split, load_dataset, preprocess, split_train_val
+from .memory import check_fits, inference_bytes
 
 __all__ = ["CamError", "CamResult", "class_activation_maps", "pick_images", "cam_grid",
            "SPLITS", "MAX_IMAGES"]
@@ -115,10 +116,16 @@ class _Column:
     normalization: Normalization
 
 
-def _load_columns(checkpoints: Sequence[Union[str, os.PathLike]]) -> tuple[list[_Column], dict]:
+def _load_columns(checkpoints: Sequence[Union[str, os.PathLike]],
+                  images: int) -> tuple[list[_Column], dict]:
     columns, first = [], None
     for path in checkpoints:
         genome, model, metadata = model_from_checkpoint(path)
+        check_fits(inference_bytes(genome, resolution=metadata["resolution"], batch=images,
+                                   num_classes=metadata["num_classes"],
+                                   in_channels=metadata["in_channels"]),
+                   f"the maps of {str(path)!r} at {metadata['resolution']} px, {images} "
+                   "images", advice="lower --images")
         shape = {key: metadata[key] for key in ("dataset", "num_classes", "in_channels")}
         if first is None:
             first = shape
@@ -150,7 +157,7 @@ def cam_grid(checkpoints: Sequence[Union[str, os.PathLike]], *, images: int = 6,
         raise CamError("give at least one --checkpoint")
     if split not in SPLITS:
         raise CamError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
-    columns, shape = _load_columns(checkpoints)
+    columns, shape = _load_columns(checkpoints, images)
     dataset = load_dataset(shape["dataset"], data_dir)
     if dataset.num_classes != shape["num_classes"] or dataset.in_channels != shape["in_channels"]:
         raise CamError(f"the checkpoints expect {shape['num_classes']} classes and "

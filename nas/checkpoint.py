@@ -21,8 +21,9 @@ from typing import Any, Optional, Union
 import torch
 from torch import nn
 
-from space import Genome, GenomeError, NasError, build
+from space import Genome, NasError, build
 
+from .checkpoint_fields import FieldError, decode_payload
 from .common import atomic_write_bytes
 
 __all__ = ["CheckpointError", "CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint",
@@ -107,10 +108,9 @@ def load_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:
     if missing:
         raise CheckpointError(f"checkpoint {str(target)!r} lacks {missing[0]!r}")
     try:
-        payload["genome"] = Genome.from_json(payload["genome"])
-    except GenomeError as error:
-        raise CheckpointError(f"checkpoint {str(target)!r} holds a bad genome: {error}") from None
-    return payload
+        return decode_payload(payload)
+    except FieldError as error:
+        raise CheckpointError(f"checkpoint {str(target)!r} {error}") from None
 
 
 def model_from_checkpoint(path: Union[str, os.PathLike],

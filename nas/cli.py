@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 from space import NasError
 
+from .signals import exit_code, handle_signals
+
 # Order is the order of `nas --help`: the workflow from search to deployment.
 COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export",
             "latency")
@@ -68,10 +70,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        with handle_signals(graceful=False):
+            return int(args.handler(args) or 0)
     except NasError as error:
         print(f"nas {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return exit_code()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from typing import Any, Iterable, Sequence, Union
 
 from space import Genome, NasError, presets
 
-__all__ = ["UsageError", "parse_count", "format_count", "load_genome", "atomic_write_text",
+__all__ = ["UsageError", "parse_count", "parse_seed", "MAX_SEED", "format_count", "load_genome", "atomic_write_text",
            "atomic_write_bytes", "atomic_write_json", "format_table", "check_writable_dir",
            "die_with_parent"]
 
@@ -35,6 +36,21 @@ def parse_count(text: str, what: str = "value") -> int:
     if not 0 < value < 1e18:
         raise UsageError(f"{what} {text!r} must be positive")
     return int(round(value))
+
+
+# Seeds reach numpy's and Optuna's samplers, which take 32-bit seeds.
+MAX_SEED = 2**32 - 1
+
+
+def parse_seed(text: str) -> int:
+    """An argparse ``type`` for ``--seed``: a whole number from 0 to :data:`MAX_SEED`
+    (checked before any file is made; an integer of thousands of digits included)."""
+    text = str(text).strip()
+    if not (text.isdigit() and len(text) <= 10 and int(text) <= MAX_SEED):
+        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a whole number from 0 to "
+                                         f"{MAX_SEED}")
+    return int(text)
 
 
 def format_count(value: float) -> str:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import tempfile
-import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from space import Cost, Genome, NasError, conv_output_size
 
 from .common import format_count
 from .diagram import genome_svg
+from .signals import check_stop, handle_signals
 from .storage import mask_url, open_storage
 
 __all__ = ["DashboardError", "trial_note", "stage_rows", "STAGE_HEADERS",
@@ -246,6 +245,10 @@ def open_study(location: StudyLocation) -> optuna.Study:
 class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a browser's open connections must not keep Ctrl-C waiting
 
+    def service_actions(self) -> None:
+        # Called by serve_forever at every poll: Ctrl-C and SIGTERM stop it here.
+        check_stop()
+
 
 class _QuietHandler(WSGIRequestHandler):
     """Requests go to the debug log, not to stderr line by line."""
@@ -277,19 +280,12 @@ def serve(location: StudyLocation, *, host: str = LOOPBACK, port: int = 0,
     bound_port = server.server_address[1]
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{bound_port}/dashboard/studies/{study_id}"
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
-        if on_ready is not None:
-            on_ready(url)
-        server.serve_forever(poll_interval=0.2)
+        with handle_signals(graceful=True):
+            if on_ready is not None:
+                on_ready(url)
+            server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
         server.server_close()
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt

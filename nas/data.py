@@ -23,9 +23,12 @@ import functools
 import gzip
 import importlib.util
 import logging
+import math
 import os
 import pickle
 import struct
+import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
@@ -35,6 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from space import NasError
+
+from .memory import check_fits
 
 __all__ = ["DATASETS", "DEFAULT_DIRS", "DataError", "Split", "Normalization", "Dataset",
            "load_dataset", "split_train_val", "take_subset", "batches", "preprocess",
@@ -200,8 +205,14 @@ _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
-def _read_idx(folder: Path, stem: str, dimensions: int) -> np.ndarray:
-    """An IDX file (``.gz`` or plain): magic ``0x0000080D`` with D dimensions of uint8."""
+def _read_idx(folder: Path, stem: str, dimensions: int,
+              count: Optional[int] = None) -> np.ndarray:
+    """An IDX file (``.gz`` or plain): magic ``0x0000080D`` with D dimensions of uint8.
+
+    Only as many bytes as the header's shape calls for are decompressed (and one more, to
+    tell a longer file), after the shape is checked against ``count`` (the images' count,
+    for a label file) and the memory available: a small gzip bomb cannot expand into
+    gigabytes."""
     for candidate in (folder / f"{stem}.gz", folder / stem):
         if candidate.is_file():
             path = candidate
@@ -210,19 +221,27 @@ def _read_idx(folder: Path, stem: str, dimensions: int) -> np.ndarray:
         raise DataError(f"{folder} lacks {stem}.gz; run `apt-get install -y "
                         "dataset-fashion-mnist` or pass --data DIR with the four IDX files")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as stream:
+            header = stream.read(4 + 4 * dimensions)
+            if len(header) < 4 + 4 * dimensions:
+                raise DataError(f"{path} is too short to be an IDX file")
+            zero, dtype_code, ndim = struct.unpack(">HBB", header[:4])
+            if zero != 0 or dtype_code != 0x08 or ndim != dimensions:
+                raise DataError(f"{path} is not an IDX file of uint8 with {dimensions} "
+                                f"dimension(s) (header {header[:4].hex()})")
+            shape = struct.unpack(f">{ndim}I", header[4:])
+            if count is not None and shape[0] != count:
+                raise DataError(f"{path}: header says {shape[0]} labels for {count} images")
+            size = math.prod(shape)
+            # The bytes read, then the copy a tensor is made from.
+            check_fits(2 * size, f"reading {path} (header shape {shape})",
+                       advice="is the header right?")
+            body = stream.read(size + 1)
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
         raise DataError(f"cannot read {path}: {error}") from None
-    if len(raw) < 4 + 4 * dimensions:
-        raise DataError(f"{path} is too short to be an IDX file")
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08 or ndim != dimensions:
-        raise DataError(f"{path} is not an IDX file of uint8 with {dimensions} dimension(s) "
-                        f"(header {raw[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    body = raw[4 + 4 * ndim:]
-    if len(body) != int(np.prod(shape)):
-        raise DataError(f"{path}: header says {shape} but holds {len(body)} bytes")
+    if len(body) != size:
+        held = "more" if len(body) > size else f"only {len(body)}"
+        raise DataError(f"{path}: header says {shape} ({size} bytes) but holds {held} bytes")
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
@@ -230,10 +249,7 @@ def _load_fashion_mnist(folder: Path) -> Dataset:
     splits = {}
     for split_name, (images_stem, labels_stem) in _IDX_FILES.items():
         images = _read_idx(folder, images_stem, 3)
-        labels = _read_idx(folder, labels_stem, 1)
-        if images.shape[0] != labels.shape[0]:
-            raise DataError(f"{folder}: {images.shape[0]} {split_name} images but "
-                            f"{labels.shape[0]} labels")
+        labels = _read_idx(folder, labels_stem, 1, count=images.shape[0])
         splits[split_name] = Split(images=torch.from_numpy(images.copy()).unsqueeze(1),
                                    labels=torch.from_numpy(labels.astype(np.int64)))
     return _finish("fashion-mnist", folder, splits["train"], splits["test"],
@@ -372,13 +388,28 @@ def _image_files(root: Path, class_names: Sequence[str]) -> list[tuple[Path, int
     return files
 
 
-def _open_image(path: Path):
+def _open_header(path: Path):
+    """A lazily opened image (its header read, its pixels not), refused when it claims
+    more pixels than Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about
+    89 million): a 20000 x 20000 PNG of a few kilobytes would decode into 1.2 GB. Pillow
+    only warns up to twice the limit; here the warning is an error too."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(path)
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(f"image {path} is too large to decode: {error}") from None
     except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"cannot decode image {path}: {error}") from None
+
+
+def _open_image(path: Path):
+    image = _open_header(path)
+    try:
+        image.load()
+    except OSError as error:
         raise DataError(f"cannot decode image {path}: {error}") from None
     return image
 
@@ -389,15 +420,10 @@ def _is_grey(path: Path) -> bool:
 
 def _common_size(paths: Sequence[Path]) -> int:
     """The side of square images that all share it; otherwise the default cache size."""
-    from PIL import Image
-
     sizes = set()
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                sizes.add(image.size)
-        except OSError as error:
-            raise DataError(f"cannot decode image {path}: {error}") from None
+        with _open_header(path) as image:
+            sizes.add(image.size)
         if len(sizes) > 1:
             return DEFAULT_IMAGE_SIZE
     width, height = sizes.pop()
@@ -407,6 +433,8 @@ def _common_size(paths: Sequence[Path]) -> int:
 def _decode_images(files: Sequence[tuple[Path, int]], size: int, channels: int) -> Split:
     from PIL import Image
 
+    check_fits(len(files) * size * size * channels,
+               f"decoding {len(files):,} images at {size} x {size} px", advice="use fewer images")
     images = np.empty((len(files), size, size, channels), dtype=np.uint8)
     for index, (path, _) in enumerate(files):
         image = _open_image(path).convert("L" if channels == 1 else "RGB")

@@ -46,6 +46,7 @@ from space import Genome, build
 from .common import UsageError
 from .data import Normalization, Split, load_dataset, preprocess, proxy_resolution, \
     split_train_val, take_subset
+from .memory import InsufficientMemory, check_fits, inference_bytes, training_bytes
 from .protocol import EVALUATORS, PROXY_DEFAULTS, ZERO_COST_BATCH, EvaluationFailed
 from .train import TrainConfig, TrainingDiverged, fit
 
@@ -97,6 +98,20 @@ class Evaluator(abc.ABC):
         """Pixels of the evaluation input: proxy resolution x the genome's multiplier."""
         return proxy_resolution(self.resolution, genome.resolution_multiplier)
 
+    def _check_memory(self, genome: Genome, *, resolution: int, batch: int, training: bool,
+                      eval_batch: int = 0) -> None:
+        """Fail the evaluation, with the estimate as its reason, before building a network
+        that would not fit in memory (a search records it and goes on)."""
+        shape = {"resolution": resolution, "batch": batch, "num_classes": self.num_classes,
+                 "in_channels": self.in_channels}
+        needed = (training_bytes(genome, **shape, eval_batch=eval_batch) if training
+                  else inference_bytes(genome, **shape))
+        try:
+            check_fits(needed, f"{self.name} at {resolution} px, batch {batch}",
+                       device=self.device, advice="not evaluated")
+        except InsufficientMemory as error:
+            raise EvaluationFailed(str(error)) from None
+
     def settings(self) -> dict[str, Any]:
         """What determines the scores (recorded next to them)."""
         return {"evaluator": self.name, "dataset": self.data.name, "resolution": self.resolution,
@@ -143,6 +158,8 @@ class ProxyTrainEvaluator(Evaluator):
 
         torch.manual_seed(self.seed)
         config = dataclasses.replace(self.config, resolution=self.input_resolution(genome))
+        self._check_memory(genome, resolution=config.resolution, batch=config.batch_size,
+                           training=True, eval_batch=config.eval_batch_size)
         try:
             model = build(genome, num_classes=self.num_classes, in_channels=self.in_channels)
             result = fit(model, train=self.train, val=self.val, normalization=self.normalization,
@@ -179,6 +196,9 @@ class _ZeroCostEvaluator(Evaluator):
                  on_epoch: Optional[Callable[[int, float], None]] = None) -> float:
         architecture = dataclasses.replace(genome, dropout=0.0, drop_connect_rate=0.0)
         resolution = self.input_resolution(genome)
+        # synflow and grad-norm keep what a backward pass needs; naswot only runs forward.
+        self._check_memory(genome, resolution=resolution, batch=len(self.batch),
+                           training=self.name != "naswot")
         torch.manual_seed(self.seed)
         try:
             model = build(architecture, num_classes=self.num_classes,

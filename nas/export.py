@@ -49,7 +49,7 @@ __all__ = ["ExportError", "FORMATS", "BINARY_FORMATS", "ONNX_OPSET", "ONNX_OPSET
            "TOLERANCE", "INPUT_NAME", "OUTPUT_NAME", "Exported", "architecture_difference",
            "example_input", "export_metadata", "export_onnx", "export_torchscript",
            "export_program", "run_onnx", "run_torchscript", "run_program", "export_network",
-           "export_timm"]
+           "export_timm", "LARGEST_BATCH"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ ONNX_OPSETS = range(13, 21)
 TOLERANCE = 1e-4
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _TRACE_BATCH, _CHECK_BATCH = 2, 3
+# The most images an export runs through the network at once (its memory estimate).
+LARGEST_BATCH = max(_TRACE_BATCH, _CHECK_BATCH)
 
 # The formats were asked for by name, so torch's notices that they are deprecated
 # (TorchScript, the TorchScript-based ONNX exporter) would only be noise here.

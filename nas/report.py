@@ -273,7 +273,8 @@ def _states_figure(trials: Sequence[FrozenTrial], counts: dict[str, int]) -> Fig
 def _read_json(path: Path) -> Optional[Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    # ValueError: bad JSON, bad UTF-8, or an integer of more than 4,300 digits
+    except (OSError, ValueError, RecursionError) as error:
         log.warning("ignoring %s: %s", path, error)
         return None
 

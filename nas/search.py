@@ -15,6 +15,7 @@ worker then runs.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -22,7 +23,6 @@ import io
 import json
 import logging
 import math
-import signal
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -36,11 +36,12 @@ from tqdm import tqdm
 from space import Genome, SearchSpace, SpaceError, cost
 
 from . import dashboard
-from .common import (UsageError, atomic_write_json, atomic_write_text, check_writable_dir,
-                     die_with_parent, format_count)
+from .common import (MAX_SEED, UsageError, atomic_write_json, atomic_write_text,
+                     check_writable_dir, die_with_parent, format_count)
 from .evolution import POPULATION_SIZE, TOURNAMENT_SIZE, RegularizedEvolutionSampler
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
+from .signals import StopRequested, check_stop, handle_signals
 from .storage import (STALE_ATTR, StorageError, default_storage_url, fail_dead_local_workers,
                       mask_url, open_storage, wait_for_running_trials, worker_id)
 
@@ -130,6 +131,7 @@ class SearchConfig:
             (self.objective in ("single", "multi"), "--objective must be single or multi"),
             (math.isfinite(self.target) and self.target > 0, "the target must be positive"),
             (self.n_trials >= 1, "--n-trials must be at least 1"),
+            (0 <= self.seed <= MAX_SEED, f"--seed must be a whole number from 0 to {MAX_SEED}"),
             (0 <= self.cost_window < 1, "--cost-window must be in [0, 1)"),
             (self.timeout is None or self.timeout > 0, "--timeout must be positive"),
             (all(math.isfinite(x) and abs(x) <= 10 for x in (self.alpha, self.beta)),
@@ -188,7 +190,7 @@ def _counts_against_budget(trial: FrozenTrial, retried: set[int]) -> bool:
     if trial.state == TrialState.COMPLETE:
         return True
     if trial.state in (TrialState.PRUNED, TrialState.RUNNING):
-        return "screened" not in trial.user_attrs and "over_budget" not in trial.user_attrs
+        return not {"screened", "over_budget", "interrupted"} & trial.user_attrs.keys()
     if trial.state != TrialState.FAIL:
         return False
     if "fail_reason" in trial.user_attrs:
@@ -333,7 +335,8 @@ class _Search:
             trials_before = 0
         # A resumed or parallel worker must not replay the sampler's random sequence of the
         # first run, or its proposals would all be duplicates.
-        seed = self.config.seed + 7919 * trials_before
+        # Kept to 32 bits, as the samplers' seeds must be, however far the study has run.
+        seed = (self.config.seed + 7919 * trials_before) % (MAX_SEED + 1)
         if self.config.storage:
             seed ^= int(hashlib.sha1(worker_id().encode()).hexdigest()[:8], 16)
         try:
@@ -362,6 +365,16 @@ class _Search:
                     self.evaluator.in_channels)
 
     # -- one trial ------------------------------------------------------------------------
+
+    def _stoppable_objective(self, trial: optuna.Trial):
+        """The objective; a stop request during it prunes the trial as interrupted (it then
+        holds no share of the budget, and Optuna logs no traceback for a pruned trial)."""
+        try:
+            return self._objective(trial)
+        except StopRequested as stop:
+            reason = f"interrupted by {stop} during its evaluation; not counted"
+            trial.set_user_attr("interrupted", reason)
+            raise optuna.TrialPruned(reason) from None
 
     def _objective(self, trial: optuna.Trial):
         config = self.config
@@ -478,9 +491,13 @@ class _Search:
         evaluated_seconds: list[float] = []  # wall time of this process's full evaluations
         progress = tqdm(total=config.n_trials, initial=min(used, config.n_trials), unit="trial",
                         desc=f"search {self.study_name}", disable=config.quiet, dynamic_ncols=True)
-        previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        # Ctrl-C or SIGTERM: the running trial stops at its next training step (pruned as
+        # interrupted, outside the budget) and no trial starts after it.
+        stop_handling = contextlib.ExitStack()
+        stop_handling.enter_context(handle_signals(graceful=True))
         try:
             while True:
+                check_stop()
                 remaining = (None if not config.timeout
                              else config.timeout - (time.monotonic() - started))
                 # Stop before a trial that would overrun the time budget, not in the middle.
@@ -500,7 +517,8 @@ class _Search:
                             deepcopy=False, states=(TrialState.RUNNING,)):
                         break
                     continue
-                self.study.optimize(self._objective, n_trials=1, catch=(EvaluationFailed,),
+                self.study.optimize(self._stoppable_objective, n_trials=1,
+                                    catch=(EvaluationFailed,),
                                     gc_after_trial=False, show_progress_bar=False)
                 trial = _last_trial_of_this_worker(self.study)
                 if trial is not None and trial.state == TrialState.COMPLETE \
@@ -524,7 +542,7 @@ class _Search:
             interrupted = True
             progress.write("interrupted: writing what the study holds so far")
         finally:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+            stop_handling.close()
             progress.close()
         result = write_outputs(self.study, self.run_dir)
         result.wall_seconds = time.monotonic() - started
@@ -561,10 +579,6 @@ def _last_trial_of_this_worker(study: optuna.Study) -> Optional[FrozenTrial]:
     return None
 
 
-def _raise_keyboard_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 # -- outputs ----------------------------------------------------------------------------
 
 _CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "activations",
@@ -574,7 +588,7 @@ _CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "act
 
 def _csv_row(trial: FrozenTrial) -> dict[str, Any]:
     attrs = trial.user_attrs
-    note = attrs.get("screened") or attrs.get("fail_reason") or ""
+    note = attrs.get("screened") or attrs.get("fail_reason") or attrs.get("interrupted") or ""
     if attrs.get("over_budget"):
         note = "budget reached by other workers; not evaluated"
     if trial.state == TrialState.FAIL and not note:
@@ -598,10 +612,12 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
     writer.writerows(_csv_row(trial) for trial in trials)
     atomic_write_text(run_dir / "trials.csv", buffer.getvalue())
     counts = {state: 0 for state in ("complete", "pruned", "screened", "prescreened",
-                                     "failed", "running", "reused", "over_budget")}
+                                     "failed", "running", "reused", "over_budget",
+                                     "interrupted")}
     for trial in trials:
         if trial.state == TrialState.PRUNED:
-            kind = next((k for k in ("screened", "over_budget") if k in trial.user_attrs), "pruned")
+            kind = next((k for k in ("screened", "over_budget", "interrupted")
+                         if k in trial.user_attrs), "pruned")
             if kind == "screened" and "prescreen_score" in trial.user_attrs:
                 kind = "prescreened"  # in the window, but its zero-cost score was too low
             counts[kind] += 1

@@ -36,6 +36,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from space import NasError
 
+from .signals import stop_requested
+
 __all__ = ["StorageError", "mask_url", "open_storage", "default_storage_url", "worker_id",
            "fail_dead_local_workers", "fail_stale_trials", "wait_for_running_trials",
            "requeue", "heartbeat_settings", "HeartbeatJournalStorage", "HEARTBEAT_INTERVAL_S",
@@ -360,6 +362,8 @@ def wait_for_running_trials(study: optuna.Study, *, timeout: Optional[float] = N
     poll = max(0.2, min(2.0, interval / 2))
     deadline = None if timeout is None else time.monotonic() + timeout
     while study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if stop_requested():
+            return []  # the caller stops too; the trials running elsewhere go on
         failed = fail_stale_trials(study)
         if failed:
             log.info("re-queued trial(s) %s whose worker stopped beating", failed)

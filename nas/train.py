@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .data import Normalization, Split, augment, batches, preprocess
+from .signals import check_stop
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged",
            "Distributed", "fit", "evaluate_accuracy", "recompute_batch_norm", "learning_rate",
@@ -361,6 +362,8 @@ def fit(model: nn.Module, *, train: Split, val: Split, normalization: Normalizat
             for images, labels in batches(train, per_rank_batch, shuffle=True,
                                           seed=config.seed + epoch, drop_last=drop_last,
                                           rank=rank, world_size=world):
+                if distributed is None:  # ranks stopping at different steps would hang
+                    check_stop()
                 step = epoch * steps_per_epoch + step_in_epoch
                 lr = learning_rate(step, total_steps, config, steps_per_epoch)
                 for group in optimizer.param_groups:

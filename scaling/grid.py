@@ -13,12 +13,12 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence, Union
 
 from tqdm import tqdm
 
 from space import Genome, cost
+from space.files import loads_json, read_text_file
 
 from .factors import ScalingError, resolve_coefficients, scaling_factors
 from .scaler import _apply
@@ -58,16 +58,8 @@ class Coefficients:
         """Read JSON text or a file; exactly the keys alpha, beta, gamma."""
         text = str(source)
         if not text.lstrip().startswith("{"):
-            try:
-                text = Path(source).read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise ScalingError(f"coefficient file {str(source)!r} does not exist") from None
-            except (OSError, UnicodeDecodeError) as error:
-                raise ScalingError(f"cannot read coefficient file {str(source)!r}: {error}") from None
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as error:
-            raise ScalingError(f"coefficient file is not valid JSON: {error}") from None
+            text = read_text_file(source, "coefficient file", ScalingError)
+        data = loads_json(text, "coefficient file", ScalingError)
         if not isinstance(data, dict) or set(data) != {"alpha", "beta", "gamma"}:
             found = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ScalingError(f"coefficient file must be a JSON object with exactly the keys "

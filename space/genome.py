@@ -13,10 +13,10 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Union
 
 from .errors import GenomeError
+from .files import loads_json, read_text_file
 
 __all__ = ["Stage", "Genome", "GENOME_VERSION", "ACTIVATIONS", "LIMITS"]
 
@@ -223,14 +223,7 @@ class Genome:
     @classmethod
     def from_json(cls, source: Union[str, os.PathLike]) -> "Genome":
         """Read a genome from JSON text or from a path to a JSON file."""
-        text = _read_text(source)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise GenomeError(f"genome is not valid JSON: {error}") from None
-        except RecursionError:
-            raise GenomeError("genome JSON is nested too deeply") from None
-        return cls.from_dict(data)
+        return cls.from_dict(loads_json(_read_text(source), "genome", GenomeError))
 
 
 def _stage_from_dict(raw: Any, where: str) -> Stage:
@@ -254,10 +247,4 @@ def _stage_from_dict(raw: Any, where: str) -> Stage:
 def _read_text(source: Union[str, os.PathLike]) -> str:
     if isinstance(source, str) and source.lstrip().startswith(("{", "[")):
         return source
-    path = Path(source)
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GenomeError(f"genome file {str(path)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise GenomeError(f"cannot read genome file {str(path)!r}: {error}") from None
+    return read_text_file(source, "genome file", GenomeError)

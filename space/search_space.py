@@ -13,7 +13,6 @@ Optuna parameter has no aliases and :meth:`SearchSpace.size` counts distinct gen
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import tomllib
@@ -22,7 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Protocol, Sequence
 
 from .blocks import round_channels
-from .errors import SpaceError
+from .errors import GenomeError, SpaceError
+from .files import loads_json, read_text_file, tame_integers
 from .genome import ACTIVATIONS, LIMITS, Genome, Stage
 
 __all__ = ["SearchSpace", "StageChoices", "DEFAULT_SPACE_PATH"]
@@ -93,20 +93,19 @@ class SearchSpace:
     def from_file(cls, path: str | Path) -> "SearchSpace":
         """Read a space from ``.toml`` or ``.json``."""
         path = Path(path)
+        text = read_text_file(path, "space file", SpaceError)
+        if path.suffix == ".json":
+            return cls.from_dict(loads_json(text, f"space file {str(path)!r}", SpaceError),
+                                 source=str(path))
         try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise SpaceError(f"space file {str(path)!r} does not exist") from None
-        except OSError as error:
-            raise SpaceError(f"cannot read space file {str(path)!r}: {error.strerror}") from None
-        try:
-            text = raw.decode("utf-8")
-            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-            raise SpaceError(f"space file {str(path)!r} is not valid "
-                             f"{'JSON' if path.suffix == '.json' else 'TOML'}: {error}") from None
+            data = tame_integers(tomllib.loads(text))
         except RecursionError:
             raise SpaceError(f"space file {str(path)!r} is nested too deeply") from None
+        except ValueError as error:  # tomllib.TOMLDecodeError is one; so is Python's
+            # refusal of an integer of more than 4,300 digits
+            reason = ("it holds an integer of thousands of digits"
+                      if "integer string conversion" in str(error) else str(error))
+            raise SpaceError(f"space file {str(path)!r} is not valid TOML: {reason}") from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod
@@ -288,7 +287,7 @@ def _resolve_stage(raw: Any, defaults: Mapping[str, Any], where: str) -> StageCh
     def distinct(values):
         return tuple(sorted(set(values)))
 
-    return StageChoices(
+    choices = StageChoices(
         stride=stride,
         kernel_size=distinct(kernels),
         expand_ratio=distinct(expands),
@@ -297,4 +296,23 @@ def _resolve_stage(raw: Any, defaults: Mapping[str, Any], where: str) -> StageCh
         num_layers=distinct(max(1, base_layers + d) for d in deltas),
         out_channels=distinct(round_channels(base_channels * w) for w in widths),
     )
+    _check_every_value(choices, where)
+    return choices
+
+
+# A stage every rule of the genome accepts: one field at a time is replaced by a choice.
+_PLAIN_STAGE = {"kernel_size": 3, "expand_ratio": 1, "se_ratio": 0, "num_layers": 1,
+                "out_channels": 8}
+
+
+def _check_every_value(choices: StageChoices, where: str) -> None:
+    """Every value of every choice against the genome's rules, not only the extremes the
+    space builds: ``kernel_size = [3, 4, 5]`` fails here, not at the trial that draws 4."""
+    for field in _PLAIN_STAGE:
+        for value in getattr(choices, field):
+            try:
+                Stage(stride=choices.stride, **{**_PLAIN_STAGE, field: value})
+            except GenomeError as error:
+                reason = str(error).split(": ", 1)[-1]  # past "genome field 'stage.x' = v"
+                raise SpaceError(f"{where}.{field} includes {value!r}: {reason}") from None
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..cam import MAX_IMAGES, SPLITS, cam_grid
-from ..common import UsageError, atomic_write_bytes, check_writable_dir
+from ..common import UsageError, atomic_write_bytes, check_writable_dir, parse_seed
 
 EXAMPLES = """\
 examples:
@@ -39,7 +39,7 @@ def register(subparsers) -> None:
                              "as `nas train --val-size` and the search do")
     parser.add_argument("--val-size", type=int, default=5000,
                         help="with --split val: images held out (default 5000, as the search)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the validation split and "
+    parser.add_argument("--seed", type=parse_seed, default=0, help="seed of the validation split and "
                         "of the image choice")
     parser.add_argument("--data", metavar="DIR", help="dataset folder (default: the dataset's "
                         "standard location)")

@@ -13,8 +13,10 @@ from space import Genome, build
 
 from ..checkpoint import model_from_checkpoint
 from ..common import UsageError, atomic_write_bytes, format_count, load_genome
-from ..export import (FORMATS, INPUT_NAME, ONNX_OPSET, ONNX_OPSETS, OUTPUT_NAME, ExportError,
-                      architecture_difference, export_metadata, export_network, export_timm)
+from ..export import (FORMATS, INPUT_NAME, LARGEST_BATCH, ONNX_OPSET, ONNX_OPSETS, OUTPUT_NAME,
+                      ExportError, architecture_difference, export_metadata, export_network,
+                      export_timm)
+from ..memory import check_fits, inference_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     resolution = args.resolution or metadata.get("resolution") or genome.resolution
+    check_fits(inference_bytes(genome, resolution=resolution, batch=LARGEST_BATCH,
+                               num_classes=num_classes, in_channels=in_channels),
+               f"exporting {genome.name or 'the genome'} at {resolution} px",
+               advice="lower --resolution")
     if model is None:
         logger.warning("no --checkpoint: the weights are the untrained initialisation "
                        "(its eval-mode logits are close to 0)")

@@ -17,7 +17,7 @@ from scaling import (DEFAULT_CANDIDATES, METHODS, Coefficients, GridResult, Memb
 from space import Genome, presets
 
 from ..common import (UsageError, atomic_write_bytes, check_writable_dir,
-                      format_count, format_table, load_genome)
+                      format_count, format_table, load_genome, parse_seed)
 
 EXAMPLES = """\
 examples:
@@ -104,7 +104,7 @@ def register(subparsers) -> None:
                       help="proxy-train: training images (default 10000)")
     grid.add_argument("--proxy-epochs", type=int, default=3,
                       help="proxy-train: epochs (default 3)")
-    grid.add_argument("--seed", type=int, default=0, help="evaluator seed (default 0)")
+    grid.add_argument("--seed", type=parse_seed, default=0, help="evaluator seed (default 0)")
     parser.set_defaults(handler=run)
 
 
@@ -120,6 +120,10 @@ def parse_phis(text: str) -> list[int]:
                     if item.startswith("-") else "")
             raise UsageError(f"--phi {text!r}: {item!r} is not a whole number >= 0 or a range "
                              f"like 0..7{hint}")
+        # Before int(): Python refuses to convert more than 4,300 digits.
+        if any(len(number) > 6 for number in match.groups() if number):
+            raise UsageError(f"--phi: {item[:20]}{'...' if len(item) > 20 else ''} is too "
+                             f"large; the largest phi is {MAX_PHI}")
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:

@@ -6,12 +6,14 @@ import argparse
 
 from space import Genome
 
-from ..common import UsageError, format_count, parse_count
+from ..common import UsageError, format_count, parse_count, parse_seed
 from ..evolution import POPULATION_SIZE, TOURNAMENT_SIZE
+from ..memory import max_jobs
 from ..protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
 from ..search import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig,
                       SearchResult, run_search)
+from ..signals import exit_code
 from .show import genome_table
 
 EXAMPLES = """\
@@ -104,7 +106,7 @@ def register(subparsers) -> None:
                             "trial so far says would overrun it. Given neither --n-trials "
                             f"nor --timeout, a search stops after {DEFAULT_TRIALS} trials or "
                             f"{DEFAULT_TIMEOUT // 60} minutes, whichever comes first")
-    study.add_argument("--seed", type=int, default=0)
+    study.add_argument("--seed", type=parse_seed, default=0)
     study.add_argument("--sampler", choices=SAMPLERS,
                        help="default: tpe (seeded, multivariate); nsga2 with --objective "
                             "multi; evolution: regularized evolution (one objective)")
@@ -154,6 +156,11 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
                else args.timeout)
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    most, why = max_jobs()
+    if args.jobs > most:
+        raise UsageError(f"--jobs {args.jobs}: this machine runs at most {most} worker(s) "
+                         f"side by side ({why}); use --jobs {most} or start workers on other "
+                         "machines")
     return SearchConfig(
         target=target, metric=args.metric, alpha=alpha, beta=beta, objective=args.objective,
         evaluator=args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
@@ -173,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     result = run_search(config, jobs=args.jobs)
     print_summary(result, config)
-    return 130 if result.interrupted else 0
+    return exit_code() if result.interrupted else 0
 
 
 def print_summary(result: SearchResult, config: SearchConfig) -> None:

@@ -13,8 +13,12 @@ import torch
 from space import Genome, build, cost
 
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from ..common import UsageError, atomic_write_json, check_writable_dir, format_count, load_genome
+from ..checkpoint_fields import FieldError, check_resume_metrics
+from ..common import (UsageError, atomic_write_json, check_writable_dir, format_count,
+                      load_genome, parse_seed)
 from ..data import DATASETS, Dataset, load_dataset, proxy_resolution, split_train_val, take_subset
+from ..memory import check_fits, training_bytes
+from ..signals import StopRequested, handle_signals
 from ..train import OPTIMIZERS, SCHEDULES, Distributed, TrainConfig, TrainingDiverged, \
     configure_threads, evaluate_accuracy, fit, state_digest
 
@@ -79,7 +83,7 @@ def register(subparsers) -> None:
                         help="hold out N training images and score epochs on them (default 0: "
                              "score epochs on the test set)")
     parser.add_argument("--subset", type=int, metavar="N", help="train on N random training images")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=parse_seed)
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads per process "
                         "(default: this machine's usable cores / processes on it)")
     parser.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -181,8 +185,6 @@ def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
                          "choose another --out")
     settings = _settings(args, stored["metrics"]["settings"] if stored else None)
     _check_numbers(settings, args, data)
-    if main:
-        check_writable_dir(out)
 
     resolution = proxy_resolution(settings["resolution"], genome.resolution_multiplier)
     config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
@@ -195,6 +197,16 @@ def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
     if config.batch_size // world < 2:
         raise UsageError(f"--batch-size {config.batch_size} leaves fewer than 2 images per "
                          f"process for {world} processes")
+    # Refused before anything is built or written (no empty output folder is left).
+    ranks_here = distributed.local_world_size if distributed and device.type == "cpu" else 1
+    check_fits(ranks_here * training_bytes(
+        genome, resolution=resolution, batch=config.batch_size // world,
+        num_classes=data.num_classes, in_channels=data.in_channels,
+        optimizer=config.optimizer, eval_batch=config.eval_batch_size),
+        f"training {genome.name or 'the genome'} at {resolution} px, batch "
+        f"{config.batch_size}", device=device, advice="lower --resolution or --batch-size")
+    if main:
+        check_writable_dir(out)
     train, val = split_train_val(data, args.val_size, config.seed)
     train = take_subset(train, args.subset, config.seed)
     scored_on, eval_key = (val, "val_accuracy") if args.val_size else (data.test, "test_accuracy")
@@ -203,7 +215,11 @@ def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
     model = build(genome, num_classes=data.num_classes, in_channels=data.in_channels)
     start_epoch, history, optimizer_state, past_seconds = 0, [], None, 0.0
     if stored is not None:
-        model.load_state_dict(stored["state_dict"])
+        try:
+            model.load_state_dict(stored["state_dict"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{checkpoint_path}: its weights do not fit its genome "
+                                  f"({str(error).strip().splitlines()[0][:160]})") from None
         start_epoch = stored["epoch"]
         history = stored["metrics"]["history"]
         optimizer_state = stored["optimizer_state"]
@@ -251,11 +267,19 @@ def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
         atomic_write_json(metrics_path, metrics)
 
     try:
-        result = fit(model, train=train, val=scored_on, normalization=data.normalization,
-                     config=config, device=device, quiet=args.quiet or not main,
-                     description=name, eval_key=eval_key, start_epoch=start_epoch,
-                     history=history, optimizer_state=optimizer_state, after_epoch=record,
-                     distributed=distributed)
+        # Ctrl-C or SIGTERM stops at the next step; the last finished epoch's checkpoint
+        # stays (under torchrun a signal stops every rank at once, as they must agree).
+        with handle_signals(graceful=distributed is None):
+            result = fit(model, train=train, val=scored_on, normalization=data.normalization,
+                         config=config, device=device, quiet=args.quiet or not main,
+                         description=name, eval_key=eval_key, start_epoch=start_epoch,
+                         history=history, optimizer_state=optimizer_state,
+                         after_epoch=record, distributed=distributed)
+    except StopRequested:
+        if main and checkpoint_path.exists():
+            print(f"stopped; {checkpoint_path} holds the last finished epoch: add --resume "
+                  "to continue", flush=True)
+        raise
     except TrainingDiverged as error:
         print(f"nas train: training diverged: {error}; lower --lr or check the genome",
               file=sys.stderr)
@@ -302,6 +326,10 @@ def _check_resumable(stored: dict[str, Any], genome: Genome, args: argparse.Name
                               f"{args.dataset}; pass --dataset {stored['dataset']}")
     if "settings" not in stored["metrics"] or "history" not in stored["metrics"]:
         raise CheckpointError(f"{path} was not written by `nas train`; it cannot be resumed")
+    try:
+        check_resume_metrics(stored["metrics"])
+    except FieldError as error:
+        raise CheckpointError(f"{path} cannot be resumed: it {error}") from None
 
 
 def _metrics(*, name: str, genome: Genome, data: Dataset, settings: dict[str, Any],

@@ -102,8 +102,11 @@ def _get(url: str) -> bytes:
 
 def test_dashboard_serves_trials_over_http(run_dir):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Started with SIGINT ignored, as a background job of a non-interactive shell starts
+    # (the suite may be one): the dashboard must install its own handling of Ctrl-C.
     server = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", str(run_dir)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = server.stdout.readline()
         assert "optuna-dashboard for study 'demo': http://127.0.0.1:" in line, server.stderr.read()
