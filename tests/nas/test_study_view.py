@@ -156,3 +156,19 @@ def test_dashboard_serves_the_evaluated_trials_with_notes_and_artifacts(resumed)
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_indexed_trial_lookups_serialise_every_trial_as_optuna_dashboard_does(resumed):
+    from optuna_dashboard import _serializer
+
+    from nas.dashboard_lookups import _indexed
+
+    run_dir, _, _ = resumed
+    study = open_study(locate_study(run_dir=run_dir))
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any(key.endswith(":note_ver") for key in attrs)  # the evaluated trial's note
+    original = getattr(_serializer.serialize_frozen_trial, "__wrapped__",
+                       _serializer.serialize_frozen_trial)
+    indexed = _indexed(original)
+    for trial in study.get_trials(deepcopy=False):
+        assert indexed(study._study_id, trial, attrs) == original(study._study_id, trial, attrs)
