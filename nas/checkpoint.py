@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -24,7 +25,7 @@ from torch import nn
 from space import Genome, NasError, build
 
 from .checkpoint_fields import FieldError, decode_payload
-from .common import atomic_write_bytes
+from .outputs import publish
 
 __all__ = ["CheckpointError", "CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint",
            "model_from_checkpoint"]
@@ -48,8 +49,10 @@ def save_checkpoint(path: Union[str, os.PathLike], *, genome: Genome, model: nn.
                     num_classes: int, in_channels: int, resolution: int, dataset: str,
                     epoch: int, metrics: dict[str, Any], normalization: dict[str, list[float]],
                     optimizer_state: Optional[dict] = None,
-                    scheduler_state: Optional[dict] = None) -> Path:
-    """Write a checkpoint atomically (a crash leaves the previous one intact).
+                    scheduler_state: Optional[dict] = None,
+                    alongside: Optional[Mapping[Union[str, os.PathLike], bytes]] = None) -> Path:
+    """Write a checkpoint atomically (a crash leaves the previous one intact), together
+    with the files of ``alongside`` (path -> content): all of them new, or none.
 
     ``epoch`` counts completed epochs; ``resolution`` is the training input size in
     pixels; ``normalization`` is ``{"mean": [...], "std": [...]}`` in [0, 1] pixel units."""
@@ -73,7 +76,8 @@ def save_checkpoint(path: Union[str, os.PathLike], *, genome: Genome, model: nn.
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    publish({path: buffer.getvalue(), **(alongside or {})})
+    return Path(path)
 
 
 def load_checkpoint(path: Union[str, os.PathLike]) -> dict[str, Any]:

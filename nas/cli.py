@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 from space import NasError
 
+from .outputs import command_outputs
+from .redact import mask_url, masked_streams, register_url
 from .signals import exit_code, handle_signals
 
 # Order is the order of `nas --help`: the workflow from search to deployment.
@@ -41,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
     whole usage block first, which buries the message)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, mask_url(f"{self.prog}: error: {message} (see {self.prog} --help)\n"))
 
 
 def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParser:
@@ -62,6 +64,8 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
 def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    for word in argv:  # a storage URL's password: hidden from every message, usage errors too
+        register_url(word.partition("=")[2] if word.startswith("-") else word)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -70,10 +74,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        with handle_signals(graceful=False):
+        with handle_signals(graceful=False), masked_streams(), command_outputs():
             return int(args.handler(args) or 0)
     except NasError as error:
-        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        print(mask_url(f"nas {args.command}: error: {error}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nas {args.command}: interrupted", file=sys.stderr)

@@ -7,15 +7,16 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence, Union
 
 from space import Genome, NasError, presets
 
+from .outputs import make_folders, publish
+
 __all__ = ["UsageError", "parse_count", "parse_seed", "MAX_SEED", "format_count", "load_genome", "atomic_write_text",
-           "atomic_write_bytes", "atomic_write_json", "format_table", "check_writable_dir",
-           "die_with_parent"]
+           "atomic_write_bytes", "atomic_write_json", "json_bytes", "format_table",
+           "check_writable_dir", "die_with_parent"]
 
 
 class UsageError(NasError):
@@ -75,10 +76,7 @@ def load_genome(spec: Union[str, os.PathLike]) -> Genome:
 def check_writable_dir(path: Union[str, os.PathLike], what: str = "output folder") -> Path:
     """Create ``path`` if needed and fail early, with one line, if it cannot be written."""
     folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"cannot create {what} {str(folder)!r}: {error.strerror}") from None
+    make_folders(folder)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {str(folder)!r} is not writable")
     return folder
@@ -86,33 +84,22 @@ def check_writable_dir(path: Union[str, os.PathLike], what: str = "output folder
 
 def atomic_write_bytes(path: Union[str, os.PathLike], data: bytes) -> Path:
     """Write via a temporary file in the same folder and rename, so a kill at any moment
-    leaves either the old file or the new one, never half of one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                         dir=target.parent)
-    try:
-        # mkstemp creates 0600 files; give the file the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return target
+    leaves either the old file or the new one, never half of one; only a regular file (or
+    nothing) is ever replaced (:func:`nas.outputs.publish`)."""
+    return publish({path: data})[0]
 
 
 def atomic_write_text(path: Union[str, os.PathLike], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_bytes(data: Any) -> bytes:
+    """``data`` as every JSON file of a run is written: indented, ending in a newline."""
+    return (json.dumps(data, indent=2) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: Union[str, os.PathLike], data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return atomic_write_bytes(path, json_bytes(data))
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:

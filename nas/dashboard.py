@@ -30,6 +30,7 @@ from space import Cost, Genome, NasError, conv_output_size
 
 from .common import format_count
 from .diagram import genome_svg
+from .outputs import make_folders
 from .signals import check_stop, handle_signals
 from .storage import mask_url, open_storage
 
@@ -101,8 +102,7 @@ def trial_note(genome: Genome, cost: Cost, *, accuracy: Optional[float], reward:
 
 def artifact_store_for(run_dir: str | os.PathLike) -> FileSystemArtifactStore:
     """The artifact store of a run folder: ``<run_dir>/artifacts`` (created if missing)."""
-    folder = Path(run_dir) / ARTIFACTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folders(Path(run_dir) / ARTIFACTS_DIR)
     return FileSystemArtifactStore(folder)
 
 
@@ -224,7 +224,7 @@ def locate_study(*, run_dir: Optional[str | os.PathLike] = None, storage: Option
 
 
 def _study_names(url: str) -> list[str]:
-    storage = open_storage(url)
+    storage = open_storage(url, read_only=True)
     try:
         return list(optuna.get_all_study_names(storage=storage))
     except Exception as error:  # driver and schema errors have no common base
@@ -236,7 +236,7 @@ def _study_names(url: str) -> list[str]:
 def open_study(location: StudyLocation) -> optuna.Study:
     """Load the located study (read access; nothing is written)."""
     return optuna.load_study(study_name=location.study_name,
-                             storage=open_storage(location.storage_url))
+                             storage=open_storage(location.storage_url, read_only=True))
 
 
 # -- the dashboard server ----------------------------------------------------------------------
@@ -264,7 +264,7 @@ def serve(location: StudyLocation, *, host: str = LOOPBACK, port: int = 0,
     listens. Artifacts (genome JSON, diagrams) come from the run folder's store."""
     from optuna_dashboard import wsgi  # imported late: it pulls in a web framework
 
-    storage = open_storage(location.storage_url)
+    storage = open_storage(location.storage_url, read_only=True)
     study_id = storage.get_study_id_from_name(location.study_name)
     artifacts = location.artifacts_dir
     app = wsgi(storage, artifact_store=FileSystemArtifactStore(artifacts) if artifacts else None)

@@ -30,9 +30,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from space import Genome, GenomeError, NasError
 
-from .common import atomic_write_bytes, format_count
+from .common import format_count
 from .dashboard import STAGE_HEADERS, StudyLocation, open_study, stage_rows
 from .diagram import genome_svg
+from .outputs import publish
 from .latency.figures import latency_figure
 from .storage import mask_url
 
@@ -620,18 +621,13 @@ def render_html(report: Report) -> str:
 
 def write_report(report: Report, out: Path) -> list[Path]:
     """Write the page to ``out`` and the PNGs (and the best architecture's SVG) to
-    ``<out stem>-figures/``; every file atomically, and only after all of them are drawn.
-    Returns the paths written, the page first."""
+    ``<out stem>-figures/``, all of them or none (:func:`nas.outputs.publish`), once all
+    are drawn. Returns the paths written, the page first."""
     figures_dir = out.with_name(out.stem + "-figures")
     files: dict[Path, bytes] = {out: render_html(report).encode("utf-8")}
     for figure in report.figures:
         files[figures_dir / f"{figure.key}.png"] = render_png(figure)
     if report.best_svg:
         files[figures_dir / "best-architecture.svg"] = report.best_svg.encode("utf-8")
-    for path, data in files.items():
-        try:
-            atomic_write_bytes(path, data)
-        except OSError as error:
-            raise ReportError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
-    return list(files)
+    return publish(files)  # the page and its figures together, or none of them
 

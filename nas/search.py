@@ -36,9 +36,10 @@ from tqdm import tqdm
 from space import Genome, SearchSpace, SpaceError, cost
 
 from . import dashboard
-from .common import (MAX_SEED, UsageError, atomic_write_json, atomic_write_text,
-                     check_writable_dir, die_with_parent, format_count)
+from .common import (MAX_SEED, UsageError, check_writable_dir, die_with_parent, format_count,
+                     json_bytes)
 from .evolution import POPULATION_SIZE, TOURNAMENT_SIZE, RegularizedEvolutionSampler
+from .outputs import passing_machine_faults, publish
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
 from .signals import StopRequested, check_stop, handle_signals
@@ -517,8 +518,8 @@ class _Search:
                             deepcopy=False, states=(TrialState.RUNNING,)):
                         break
                     continue
-                self.study.optimize(self._stoppable_objective, n_trials=1,
-                                    catch=(EvaluationFailed,),
+                self.study.optimize(passing_machine_faults(self._stoppable_objective),
+                                    n_trials=1, catch=(EvaluationFailed,),
                                     gc_after_trial=False, show_progress_bar=False)
                 trial = _last_trial_of_this_worker(self.study)
                 if trial is not None and trial.state == TrialState.COMPLETE \
@@ -604,13 +605,13 @@ def _csv_row(trial: FrozenTrial) -> dict[str, Any]:
 
 def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
     """``best.json``, ``trials.csv`` (and ``pareto.json`` for a multi-objective study),
-    each written atomically."""
+    published together (:func:`nas.outputs.publish`): all new, or all as they were."""
     trials = study.get_trials(deepcopy=False)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(_csv_row(trial) for trial in trials)
-    atomic_write_text(run_dir / "trials.csv", buffer.getvalue())
+    files = {run_dir / "trials.csv": buffer.getvalue().encode()}
     counts = {state: 0 for state in ("complete", "pruned", "screened", "prescreened",
                                      "failed", "running", "reused", "over_budget",
                                      "interrupted")}
@@ -631,10 +632,11 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
     complete = [t for t in trials if t.state == TrialState.COMPLETE and "reward" in t.user_attrs]
     result = SearchResult(study_name=study.study_name, run_dir=run_dir, best=None, counts=counts)
     if not complete:
+        publish(files)
         return result
     if len(study.directions) > 1:
         result.pareto = sorted(study.best_trials, key=lambda t: t.user_attrs["cost"])
-        atomic_write_json(run_dir / "pareto.json", {"members": [
+        files[run_dir / "pareto.json"] = json_bytes({"members": [
             {"number": t.number, "accuracy": t.user_attrs["accuracy"], "cost": t.user_attrs["cost"],
              "flops": t.user_attrs["flops"], "reward": t.user_attrs["reward"],
              "genome": t.user_attrs["genome"]} for t in result.pareto]})
@@ -643,7 +645,8 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
         candidates = complete
     result.best = max(candidates, key=lambda t: t.user_attrs["reward"])
     best_genome = Genome.from_dict(result.best.user_attrs["genome"])
-    atomic_write_text(run_dir / "best.json", best_genome.to_json() + "\n")
+    files[run_dir / "best.json"] = (best_genome.to_json() + "\n").encode()
+    publish(files)
     return result
 
 

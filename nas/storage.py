@@ -14,11 +14,17 @@ spent calls :func:`wait_for_running_trials` so that a dead worker's trial, which
 holds part of the budget, is noticed and run again rather than left RUNNING. SQLite
 studies run in write-ahead-log mode (see :func:`_use_write_ahead_log`).
 
-Passwords never reach logs or messages: :func:`mask_url` hides them.
+Passwords never reach logs or messages: :func:`open_storage` registers each URL's password
+with :mod:`nas.redact`, whose :func:`mask_url` hides it. Readers (``nas report``, ``nas
+dashboard``) open storages with ``read_only=True``: nothing is created or converted, and a
+file that is not an Optuna study is refused untouched. A journal that ends in a torn record
+(a writer died mid-line) is cut back to its last whole record before anything is appended
+to it (:class:`_RepairingLock`), also when a writer opens it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -36,6 +42,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from space import NasError
 
+from .outputs import OutputError, publish
+from .redact import mask_url, register_url
 from .signals import stop_requested
 
 __all__ = ["StorageError", "mask_url", "open_storage", "default_storage_url", "worker_id",
@@ -66,26 +74,10 @@ class StorageError(NasError):
     """A storage URL that cannot be opened, or heartbeat settings that make no sense."""
 
 
-# The password runs to the *last* "@" of the URL, as unencoded "@"s in a password would;
-# masking a little too much is harmless, showing part of a password is not.
-_URL_PASSWORD = re.compile(
-    r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s'\"]*:)(?P<password>[^\s'\"]*)@")
-# libpq's key=value form ("password=secret"), which drivers can echo back.
-_DSN_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<password>'[^']*'|\S+)", re.IGNORECASE)
-
-
 # How SQLite and PostgreSQL word a lost race to create Optuna's tables.
 _SCHEMA_RACE = re.compile(r"already exists|UNIQUE constraint failed: alembic_version|"
                           r"duplicate key value violates unique constraint", re.IGNORECASE)
 _SCHEMA_ATTEMPTS = 5
-
-
-def mask_url(text: object) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``, anywhere
-    in ``text`` (URLs also appear inside driver error messages); ``password=secret`` ->
-    ``password=***``."""
-    masked = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***@", str(text))
-    return _DSN_PASSWORD.sub(lambda m: f"{m.group('head')}***", masked)
 
 
 def default_storage_url(run_dir: Path) -> str:
@@ -207,9 +199,14 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self.stale_trial_callback
 
 
-def open_storage(url: str) -> BaseStorage:
+def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     """An Optuna storage for ``url`` with the heartbeat on; one clear :class:`StorageError`
-    if it cannot be used. The error text never contains the password."""
+    if it cannot be used. The error text never contains the password.
+
+    ``read_only``: for readers (report, dashboard). Nothing is created: no file, no
+    Optuna tables, no change of SQLite's journal mode, no journal repair; an SQLite file
+    without Optuna's tables (an empty file too) is refused before it is opened for writing."""
+    register_url(url)
     interval, grace = heartbeat_settings()
     if url.startswith("journal:"):
         path = Path(url[len("journal:"):]).expanduser()
@@ -219,18 +216,25 @@ def open_storage(url: str) -> BaseStorage:
         if not path.parent.is_dir():
             raise StorageError(f"journal folder {str(path.parent)!r} does not exist; create it "
                                "or point journal: at an existing folder")
+        if read_only and not path.is_file():
+            raise StorageError(f"journal file {str(path)!r} does not exist; check --storage")
+        lock = _RepairingLock(str(path))
         try:
-            backend = optuna.storages.journal.JournalFileBackend(str(path))
+            backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
         except OSError as error:
             raise StorageError(f"cannot open journal storage {str(path)!r}: "
                                f"{error.strerror or error}") from None
         try:  # replays the whole file, so a file that is not a journal fails here
-            return HeartbeatJournalStorage(backend, heartbeat_interval=interval,
-                                           grace_period=grace, stale_trial_callback=requeue)
+            storage = HeartbeatJournalStorage(backend, heartbeat_interval=interval,
+                                              grace_period=grace, stale_trial_callback=requeue)
         except Exception as error:  # json, unicode, key and type errors of a foreign file
             raise StorageError(f"{str(path)!r} is not an Optuna journal file ({type(error).__name__} "
                                "while replaying it); point journal: at a file that `nas search` "
                                "wrote, or at a new file") from None
+        if not read_only:
+            lock.acquire()  # repairs a torn tail now, before any trial starts
+            lock.release()
+        return storage
     if "://" not in url:
         raise StorageError(f"storage {mask_url(url)!r} is neither an RDB URL "
                            "(sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB) nor journal:PATH")
@@ -242,6 +246,13 @@ def open_storage(url: str) -> BaseStorage:
         raise StorageError(f"storage URL {mask_url(url)!r} is malformed; write it as "
                            "DIALECT://USER:PASSWORD@HOST:PORT/DATABASE and percent-encode "
                            "special characters in the password (@ as %40, : as %3A)") from None
+    if parsed.host and "@" in parsed.host:
+        raise StorageError(f"storage URL {mask_url(url)!r}: the password holds an unencoded '@', "
+                           "so the rest of it would be read as the host; percent-encode it "
+                           "(@ as %40)")
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if read_only and sqlite:
+        _check_optuna_sqlite(parsed.database or "", url)
     engine_url = _with_installed_postgres_driver(url) if parsed.drivername == "postgresql" else url
     if url.startswith("sqlite"):
         # Several workers on one SQLite file wait for the lock instead of failing at once.
@@ -255,9 +266,12 @@ def open_storage(url: str) -> BaseStorage:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = HeartbeatRDBStorage(engine_url, engine_kwargs=engine_kwargs,
                                               heartbeat_interval=interval, grace_period=grace,
-                                              heartbeat_stale_trial_callback=requeue)
+                                              heartbeat_stale_trial_callback=requeue,
+                                              skip_table_creation=read_only)
             break
         except Exception as error:  # driver errors have no common base; all mean "cannot open"
+            while error.__cause__ is not None:  # Optuna wraps the driver's words in its own
+                error = error.__cause__
             text = str(error).strip()
             if _SCHEMA_RACE.search(text) and attempt + 1 < _SCHEMA_ATTEMPTS:
                 # Workers started together on a new database all create Optuna's tables;
@@ -267,9 +281,98 @@ def open_storage(url: str) -> BaseStorage:
                 continue
             reason = mask_url(text.splitlines()[0] if text else type(error).__name__)
             raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
-    if parsed.get_backend_name() == "sqlite":
+    if sqlite and not read_only:
         _use_write_ahead_log(storage)
     return storage
+
+
+# The tables every Optuna RDB study has (optuna/storages/_rdb/models.py).
+_OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def _check_optuna_sqlite(database: str, url: str) -> None:
+    """Refuse an SQLite file that is missing or holds no Optuna study, reading it through a
+    read-only connection: opening it as a storage would create Optuna's tables in it."""
+    import sqlite3
+
+    path = Path(database)
+    if not path.is_file():
+        raise StorageError(f"SQLite file {database!r} does not exist; check the --storage URL "
+                           "(sqlite:///relative/path or sqlite:////absolute/path)")
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro",
+                                                uri=True)) as connection:
+            tables = {row[0] for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as error:
+        raise StorageError(f"cannot open storage {mask_url(url)}: {error}") from None
+    if not _OPTUNA_TABLES <= tables:
+        what = "is empty" if not tables else "holds no Optuna study (its tables are not Optuna's)"
+        raise StorageError(f"SQLite file {database!r} {what}; point --storage at a study.db "
+                           "that `nas search` wrote")
+
+
+class _RepairingLock(optuna.storages.journal.JournalFileSymlinkLock):
+    """Optuna's journal lock, which also cuts off a torn record before the holder appends.
+
+    A writer killed (or out of disk) mid-append leaves the file ending in part of a line.
+    Optuna's reader skips such a last line, but a record appended after it would put the
+    broken line in the middle, and from then on the file cannot be replayed: every trial
+    in it is locked away. Every append takes this lock, so no append can follow a torn
+    tail: the torn bytes go to ``<journal>.torn-<time>`` and the file is cut back to its
+    last whole record. A file with no whole record is not a journal to repair."""
+
+    def acquire(self) -> bool:
+        super().acquire()
+        try:
+            _cut_torn_tail(Path(self._lock_target_file))
+        except BaseException:
+            self.release()
+            raise
+        return True
+
+
+def _cut_torn_tail(path: Path) -> None:
+    with open(path, "rb+") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        stream.seek(size - 1)
+        if stream.read(1) == b"\n":
+            return
+        keep = _end_of_last_line(stream, size)
+        if keep == 0:
+            raise StorageError(f"{str(path)!r} holds no whole journal record; point journal: at "
+                               "a file that `nas search` wrote, or at a new file")
+        stream.seek(keep)
+        torn = stream.read()
+        backup = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        try:
+            publish({backup: torn})
+        except OutputError as error:
+            raise StorageError(f"{str(path)!r} ends in a torn record ({len(torn)} bytes a "
+                               f"writer left when it died), and no copy of them can be kept "
+                               f"({error}); make room and run `nas search` again to repair "
+                               "it") from None
+        stream.truncate(keep)
+        stream.flush()
+        os.fsync(stream.fileno())
+    log.warning("journal %s ended in a torn record (%d bytes a writer left when it died); "
+                "moved them to %s and cut the journal back to its last whole record",
+                path, len(torn), backup)
+
+
+def _end_of_last_line(stream, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just past the last newline of the file, 0 if it has none."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        stream.seek(start)
+        at = stream.read(end - start).rfind(b"\n")
+        if at >= 0:
+            return start + at + 1
+        end = start
+    return 0
 
 
 def _use_write_ahead_log(storage: RDBStorage) -> None:

@@ -45,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is None and args.storage is None:
         raise UsageError("give a run folder (nas dashboard runs/<study>) or --storage URL")
     location = locate_study(run_dir=args.run_dir, storage=args.storage, study=args.study)
-    if args.host != LOOPBACK:
-        print(f"warning: listening on {args.host}: anyone who can reach it can read and change "
-              "the study (optuna-dashboard has no authentication)", file=sys.stderr)
 
     def ready(url: str) -> None:
+        # Only once the socket listens: a failed start prints its one error line alone.
+        if args.host != LOOPBACK:
+            print(f"warning: listening on {args.host}: anyone who can reach it can read and "
+                  "change the study (optuna-dashboard has no authentication)", file=sys.stderr)
         print(f"optuna-dashboard for study {location.study_name!r}: {url}", flush=True)
         print("press Ctrl-C to stop", flush=True)
 

@@ -16,8 +16,9 @@ from scaling import (DEFAULT_CANDIDATES, METHODS, Coefficients, GridResult, Memb
                      coefficient_warning, family, grid_search, resolve_coefficients)
 from space import Genome, presets
 
-from ..common import (UsageError, atomic_write_bytes, check_writable_dir,
-                      format_count, format_table, load_genome, parse_seed)
+from ..common import (UsageError, check_writable_dir, format_count, format_table, load_genome,
+                      parse_seed)
+from ..outputs import publish
 
 EXAMPLES = """\
 examples:
@@ -208,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
         files["latency.json"] = budgets.report(members)
     _check_not_input(out, files, args.genome)
     check_writable_dir(out)
-    for name, data in files.items():
-        atomic_write_bytes(out / name, data)
+    # All files or none: a full disk or a signal never leaves a family mixed from two runs.
+    publish({out / name: data for name, data in files.items()})
     print(f"\nwrote {', '.join(files)} to {out}/")
     return 0
 

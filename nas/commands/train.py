@@ -15,7 +15,7 @@ from space import Genome, build, cost
 from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ..checkpoint_fields import FieldError, check_resume_metrics
 from ..common import (UsageError, atomic_write_json, check_writable_dir, format_count,
-                      load_genome, parse_seed)
+                      json_bytes, load_genome, parse_seed)
 from ..data import DATASETS, Dataset, load_dataset, proxy_resolution, split_train_val, take_subset
 from ..memory import check_fits, training_bytes
 from ..signals import StopRequested, handle_signals
@@ -263,8 +263,10 @@ def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
                         resolution=resolution, dataset=data.name, epoch=epoch,
                         metrics=metrics, normalization=data.normalization.to_dict(),
                         optimizer_state=optimizer.state_dict(),
-                        scheduler_state={"schedule": config.schedule, "epoch": epoch})
-        atomic_write_json(metrics_path, metrics)
+                        scheduler_state={"schedule": config.schedule, "epoch": epoch},
+                        # one epoch's pair, or the previous one: never weights and metrics
+                        # of two different epochs
+                        alongside={metrics_path: json_bytes(metrics)})
 
     try:
         # Ctrl-C or SIGTERM stops at the next step; the last finished epoch's checkpoint

@@ -14,21 +14,25 @@ setpriv.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import queue
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
 from pathlib import Path
 
 import pytest
 
 from nas.cli import COMMANDS
+from nas.redact import password_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SPACE = (REPO / "space" / "default_space.toml").read_text()
@@ -133,14 +137,29 @@ def make_files(folder: Path) -> None:
     journal = optuna.storages.journal.JournalFileBackend(str(folder / "study.journal"))
     optuna.create_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
     latency_tables(folder)
+    # Targets that are not regular files: replacing them would destroy a device or a pipe.
+    os.mkfifo(folder / "fifo.svg")
+    os.mkfifo(folder / "fifo.onnx")
+    (folder / "null.svg").symlink_to("/dev/null")
+    (folder / "family").mkdir()
+    os.mkfifo(folder / "family" / "b0.json")
+    # SQLite files that readers must leave byte for byte: another program's, and an empty one.
+    with contextlib.closing(sqlite3.connect(folder / "foreign.db")) as connection:
+        connection.execute("CREATE TABLE notes (text TEXT)")
+        connection.commit()
+    (folder / "empty.db").touch()
     read_only = folder / "ro"
     read_only.mkdir()
     (read_only / "keep.txt").write_text("must survive\n")
     read_only.chmod(0o555)
 
 
+# A wrong password with the characters a pattern would stop at (quote, space, percent).
+ODD_PASSWORD = "n0t th'e \"pa%ss"
+
 # (command, row id, arguments, a word the one line must contain). "{d}" is the row's
-# folder, "{wrong_pg}" a PostgreSQL URL with a wrong password, "{ro}" the read-only folder.
+# folder, "{wrong_pg}" a PostgreSQL URL with a wrong password, "{odd_pg}" one with
+# ODD_PASSWORD, "{ro}" the read-only folder.
 ROWS = [
     # show
     ("show", "unknown-flag", ["show", "--genome", "efficientnet-b0", "--bogus"], "--bogus"),
@@ -347,6 +366,46 @@ ROWS = [
                                    "--table", "{d}/garbage.json"], "garbage.json"),
     ("scale", "latency-unit", ["scale", "--genome", "efficientnet-b0", "--target-latency",
                                "10ms,5xs", "--out", "{d}/fam"], "unknown unit"),
+    # outputs that are not regular files: a FIFO, a link to /dev/null, a family member FIFO
+    ("show", "diagram-is-a-fifo", ["show", "--genome", "efficientnet-b0", "--diagram",
+                                   "{d}/fifo.svg"], "FIFO"),
+    ("show", "diagram-links-to-a-device", ["show", "--genome", "efficientnet-b0", "--diagram",
+                                           "{d}/null.svg"], "character device"),
+    ("export", "out-links-to-a-device", ["export", "--genome", "efficientnet-b0", "--format",
+                                         "timm", "--out", "{d}/null.svg"], "character device"),
+    # without --checkpoint export warns first: the warning must not make the error two lines
+    ("export", "warning-then-fifo", ["export", "--genome", "efficientnet-b0", "--format", "onnx",
+                                     "--resolution", "32", "--out", "{d}/fifo.onnx"], "FIFO"),
+    ("scale", "member-is-a-fifo", ["scale", "--genome", "efficientnet-b0", "--phi", "0..1",
+                                   "--out", "{d}/family"], "FIFO"),
+    # readers leave another program's SQLite file, and an empty one, byte for byte
+    ("report", "foreign-sqlite", ["report", "--storage", "sqlite:///{d}/foreign.db", "--out",
+                                  "{d}/report.html"], "no Optuna study"),
+    ("report", "empty-sqlite", ["report", "--storage", "sqlite:///{d}/empty.db", "--out",
+                                "{d}/report.html"], "empty"),
+    ("dashboard", "foreign-sqlite", ["dashboard", "--storage", "sqlite:///{d}/foreign.db"],
+     "no Optuna study"),
+    ("dashboard", "empty-sqlite", ["dashboard", "--storage", "sqlite:///{d}/empty.db"], "empty"),
+    # passwords with a quote, a space, a percent sign or an unencoded @ never show
+    ("search", "odd-wrong-password", ["search", "--target-flops", "400M", "--evaluator",
+                                      "naswot", "--proxy-subset", "64", "--storage", "{odd_pg}",
+                                      "--study", "shared", "--runs", "{d}/runs"],
+     "password authentication"),
+    ("report", "odd-wrong-password", ["report", "--storage", "{odd_pg}", "--study", "x", "--out",
+                                      "{d}/report.html"], "password authentication"),
+    ("dashboard", "odd-wrong-password", ["dashboard", "--storage", "{odd_pg}", "--study", "x"],
+     "password authentication"),
+    ("report", "unencoded-at-in-password", ["report", "--storage",
+                                            "postgresql://nas:p@ss w0rd@127.0.0.1:1/nas",
+                                            "--study", "x", "--out", "{d}/report.html"], "%40"),
+    ("dashboard", "refused-port-odd-password", ["dashboard", "--storage",
+                                                "postgresql://nas:it's s3cret@127.0.0.1:1/nas",
+                                                "--study", "x"], "connection refused"),
+    # a failed command leaves no folder it made
+    ("cam", "missing-checkpoint-new-folder", ["cam", "--checkpoint", "{d}/none.pt", "--out",
+                                              "{d}/new/maps/c.png"], "none.pt"),
+    ("train", "bad-batch-new-folder", ["train", "--genome", "efficientnet-b0", "--batch-size",
+                                       "1", "--out", "{d}/new/run"], "--batch-size"),
 ]
 
 
@@ -421,13 +480,15 @@ class ForkServer:
         self.process.wait(timeout=30)
 
 
-def run_row(row: tuple, folder: Path, streams: Path, wrong_pg: str,
+def run_row(row: tuple, folder: Path, streams: Path, urls: dict[str, str],
             servers: dict[bool, queue.Queue]) -> dict:
-    """``servers[True]`` run their rows without root's power to write anywhere."""
+    """``servers[True]`` run their rows without root's power to write anywhere; ``urls``
+    maps the PostgreSQL placeholders to URLs."""
     command, _, args, _ = row
     make_files(folder)
     argv = [a.replace("{d}", str(folder)).replace("{ro}", str(folder / "ro"))
-            .replace("{wrong_pg}", wrong_pg) for a in args]
+            .replace("{wrong_pg}", urls["{wrong_pg}"]).replace("{odd_pg}", urls["{odd_pg}"])
+            for a in args]
     before = snapshot(folder)
     pool = servers[AS_ROOT and "{ro}" in " ".join(args)]
     server = pool.get()
@@ -449,13 +510,15 @@ def row_results(request, tmp_path_factory) -> dict:
     selected = {item.callspec.params["row"][:2] for item in request.session.items
                 if hasattr(item, "callspec") and "row" in item.callspec.params}
     rows = [row for row in ROWS if row[:2] in selected]
-    wrong_pg = "postgresql://nas:wrong@127.0.0.1:1/nas"
-    if any("{wrong_pg}" in " ".join(row[2]) for row in rows):
+    urls = {"{wrong_pg}": "postgresql://nas:wrong@127.0.0.1:1/nas",
+            "{odd_pg}": "postgresql://nas:wrong@127.0.0.1:1/nas"}
+    if any(key in " ".join(row[2]) for row in rows for key in urls):
         url = request.getfixturevalue("postgres_url")
         from sqlalchemy.engine import make_url
 
-        wrong_pg = make_url(url).set(password="not-the-password").render_as_string(
-            hide_password=False)
+        for key, password in (("{wrong_pg}", "not-the-password"), ("{odd_pg}", ODD_PASSWORD)):
+            urls[key] = make_url(url).set(password=password).render_as_string(
+                hide_password=False)
     if AS_ROOT and shutil.which("setpriv") is None:
         rows = [row for row in rows if "{ro}" not in " ".join(row[2])]
     base = tmp_path_factory.mktemp("bad-input")
@@ -473,7 +536,7 @@ def row_results(request, tmp_path_factory) -> dict:
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
             futures = {row[:2]: pool.submit(run_row, row, folders[row[:2]], streams[row[:2]],
-                                            wrong_pg, servers) for row in rows}
+                                            urls, servers) for row in rows}
             results = {key: future.result() for key, future in futures.items()}
     finally:
         for pool_of_servers in servers.values():
@@ -498,8 +561,15 @@ def check_row(row: tuple, row_results: dict) -> None:
     assert lines[0].startswith((f"nas {command}: error: ", "nas: error: ")), where
     assert word.lower() in lines[0].lower(), where
     assert result["changed"] == [], f"files changed: {result['changed']}\n{where}"
+    said = result["stderr"] + result["stdout"]
     if "{wrong_pg}" in " ".join(row[2]):
-        assert "not-the-password" not in result["stderr"] + result["stdout"]
+        assert "not-the-password" not in said
+    # No password given on the command line shows, whatever characters it holds.
+    for word in result["argv"]:
+        password = password_of(word)
+        if password:
+            pieces = (password, unquote(password), *password.split("@")[1:])
+            assert not [piece for piece in pieces if piece in said], where
 
 
 @pytest.mark.parametrize("row", [pytest.param(row, id=f"{row[0]}-{row[1]}")
