@@ -14,7 +14,9 @@ files, or a temporary file, behind. Only SIGKILL between two renames can.
 :func:`command_outputs` wraps a whole command (``nas.cli``): folders the command created
 and left empty are removed when it fails, and the faults of the machine rather than of
 the input (a full disk, a quota, a read-only file system, also as SQLite reports them)
-become one :class:`OutputError` line instead of a traceback.
+become one :class:`OutputError` line instead of a traceback; and warnings logged before
+the command's progress shows are held, printed when it succeeds and dropped when it
+fails, so that a failed command prints its one error line alone.
 """
 
 from __future__ import annotations
@@ -239,48 +241,58 @@ def passing_machine_faults(function: Callable[..., T]) -> Callable[..., T]:
     return passing
 
 
+# Warnings logged before a command's progress shows are held this long at most: its
+# user errors are found by then, and long work must show its warnings as they come.
+HOLD_SECONDS = 10.0
+
+
 class _HeldWarnings:
-    """Holds the warnings logged through every stream handler until :meth:`release` (see
-    :func:`command_outputs`)."""
+    """Holds the warnings logged through every stream handler until :meth:`release`, which
+    the command's first write to stderr (a progress bar, a note) or :data:`HOLD_SECONDS`
+    calls (see :func:`command_outputs`)."""
 
     def __init__(self) -> None:
+        self.lock = threading.Lock()
         self.holding = True
         self.held: list[tuple[logging.Handler, logging.LogRecord]] = []
         self.filters = {handler: self._filter_for(handler)
                         for handler in dict.fromkeys(stream_handlers())}
         for handler, hold in self.filters.items():
             handler.addFilter(hold)
+        self.timer = threading.Timer(HOLD_SECONDS, self.release)
+        self.timer.daemon = True
+        self.timer.start()
 
     def _filter_for(self, handler: logging.Handler) -> Callable[[logging.LogRecord], bool]:
         def hold(record: logging.LogRecord) -> bool:
-            if self.holding and record.levelno >= logging.WARNING:
-                self.held.append((handler, record))
-                return False
+            with self.lock:
+                if self.holding and record.levelno >= logging.WARNING:
+                    self.held.append((handler, record))
+                    return False
             return True
 
         return hold
 
     def release(self) -> None:
-        if self.holding:
-            self.holding = False
-            for handler, record in self.held:
-                handler.handle(record)
-            self.held.clear()
+        with self.lock:
+            held, self.held, self.holding = self.held, [], False
+        for handler, record in held:
+            handler.handle(record)
 
     def close(self) -> None:
+        self.timer.cancel()
         for handler, hold in self.filters.items():
             handler.removeFilter(hold)
 
 
 class _ReleasingStream:
-    """``sys.stdout`` or ``sys.stderr``, releasing held warnings at the command's first
-    line of its own: from then on its output is under way and warnings stream with it."""
+    """``sys.stderr``, releasing the held warnings at the command's first write to it."""
 
     def __init__(self, stream: Any, held: _HeldWarnings) -> None:
         self._stream, self._held = stream, held
 
     def write(self, text: str) -> int:
-        if text:
+        if text and self._held.holding:
             self._held.release()
         return self._stream.write(text)
 
@@ -292,16 +304,17 @@ class _ReleasingStream:
 def command_outputs() -> Iterator[None]:
     """Run a command. When it fails: the folders it created that are still empty are
     removed, a fault of the machine becomes one :class:`OutputError` (see the module
-    docstring), and the warnings it logged before its first line of output are dropped,
-    so that its error is the one line it prints (``-v`` shows them all as they come).
-    When it succeeds, those warnings are printed at the end."""
+    docstring), and the warnings it logged before its progress showed (a first write to
+    stderr, or :data:`HOLD_SECONDS`) are dropped, so that its error is the one line it
+    prints (``-v`` shows them all as they come). When it succeeds, they are printed at
+    the end."""
     _created_folders.clear()
     verbose = logging.getLogger().isEnabledFor(logging.INFO)
     held = None if verbose else _HeldWarnings()
-    streams = sys.stdout, sys.stderr
+    stderr = sys.stderr
     if held is not None:
         logging.captureWarnings(True)  # Python's warnings, held like the others
-        sys.stdout, sys.stderr = (_ReleasingStream(stream, held) for stream in streams)
+        sys.stderr = _ReleasingStream(stderr, held)
     try:
         yield
     except BaseException as error:
@@ -325,6 +338,6 @@ def command_outputs() -> Iterator[None]:
     finally:
         _created_folders.clear()
         if held is not None:
-            sys.stdout, sys.stderr = streams
+            sys.stderr = stderr
             logging.captureWarnings(False)
             held.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cam import MAX_IMAGES, SPLITS, cam_grid
 from ..common import UsageError, atomic_write_bytes, check_writable_dir, parse_seed
+from ..outputs import check_target
 
 EXAMPLES = """\
 examples:
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png" or out.is_dir():
         raise UsageError(f"--out {args.out!r} must be a .png file name")
     check_writable_dir(out.parent, "output folder")
+    check_target(out)  # a device or a FIFO is refused before the maps are computed
     picture = cam_grid(args.checkpoint, images=args.images, split=args.split,
                        data_dir=args.data, val_size=args.val_size, seed=args.seed)
     atomic_write_bytes(out, picture)

@@ -17,6 +17,7 @@ from ..export import (FORMATS, INPUT_NAME, LARGEST_BATCH, ONNX_OPSET, ONNX_OPSET
                       ExportError, architecture_difference, export_metadata, export_network,
                       export_timm)
 from ..memory import check_fits, inference_bytes
+from ..outputs import check_target
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def _check_flags(args: argparse.Namespace) -> Path:
     out = Path(args.out)
     if out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a folder; give a file name")
+    check_target(out)  # a device or a FIFO is refused before the export's work, not after
     folder = next((parent for parent in out.absolute().parents if parent.exists()), None)
     if folder is not None and not (folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)):
         raise UsageError(f"cannot write --out {str(out)!r}: {str(folder)!r} is not a writable "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..common import UsageError, check_writable_dir
 from ..dashboard import locate_study
+from ..outputs import check_target
 from ..report import collect, write_report
 
 EXAMPLES = """\
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("this storage is not a run folder; say where the page goes with "
                          "--out FILE.html")
     check_writable_dir(out.parent, "report folder")
+    check_target(out)  # a device or a FIFO is refused before the figures are drawn
     report = collect(location)
     written = write_report(report, out)
     print(f"report: {written[0]}")
