@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 
 from nas.cli import COMMANDS
+
+from _hostile_files import hostile_files
 from nas.redact import password_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,6 +139,7 @@ def make_files(folder: Path) -> None:
     journal = optuna.storages.journal.JournalFileBackend(str(folder / "study.journal"))
     optuna.create_study(study_name="s", storage=optuna.storages.JournalStorage(journal))
     latency_tables(folder)
+    hostile_files(folder)
     # Targets that are not regular files: replacing them would destroy a device or a pipe.
     os.mkfifo(folder / "fifo.svg")
     os.mkfifo(folder / "fifo.onnx")
@@ -161,6 +164,83 @@ ODD_PASSWORD = "n0t th'e \"pa%ss"
 # folder, "{wrong_pg}" a PostgreSQL URL with a wrong password, "{odd_pg}" one with
 # ODD_PASSWORD, "{ro}" the read-only folder.
 ROWS = [
+    # issue 24, memory: refused with the estimate before anything is built or made
+    ("train", "memory-estimate", ["train", "--genome", "efficientnet-b0", "--resolution",
+                                  "1024", "--out", "{d}/new/run"], "needs about"),
+    ("export", "memory-estimate", ["export", "--genome", "{d}/wide_4096.json", "--format",
+                                   "onnx", "--out", "{d}/x.onnx"], "needs about"),
+    ("cam", "memory-estimate", ["cam", "--checkpoint", "{d}/ckpt_wide_4096.pt", "--out",
+                                "{d}/c.png"], "needs about"),
+    ("search", "jobs-past-the-machine", ["search", "--target-flops", "400M", "--jobs",
+                                         "100000", "--runs", "{d}/runs"], "--jobs"),
+    # checkpoint fields against their schema (a path is never read as the genome)
+    ("export", "checkpoint-genome-is-a-path", ["export", "--checkpoint",
+                                               "{d}/ckpt_genome_path.pt", "--format", "onnx",
+                                               "--out", "{d}/x.onnx"], "'genome'"),
+    ("export", "checkpoint-genome-is-a-number", ["export", "--checkpoint",
+                                                 "{d}/ckpt_genome_number.pt", "--format",
+                                                 "timm", "--out", "{d}/x.json"], "'genome'"),
+    ("export", "checkpoint-weights-not-tensors", ["export", "--checkpoint",
+                                                  "{d}/ckpt_state_dict.pt", "--format", "onnx",
+                                                  "--out", "{d}/x.onnx"], "state_dict"),
+    ("cam", "checkpoint-resolution-is-text", ["cam", "--checkpoint",
+                                              "{d}/ckpt_resolution_string.pt", "--out",
+                                              "{d}/c.png"], "resolution"),
+    ("cam", "checkpoint-normalization", ["cam", "--checkpoint", "{d}/ckpt_normalization.pt",
+                                         "--out", "{d}/c.png"], "normalization"),
+    ("train", "resume-settings-lack-a-key", ["train", "--genome", "{d}/tiny.json", "--resume",
+                                             "--epochs", "3", "--out", "{d}/resume"],
+     "metrics.settings.lr"),
+    # every value of a space's choices, not only the smallest and largest
+    ("show", "space-even-kernel-between", ["show", "--space", "{d}/kernel_4.toml"],
+     "kernel_size includes 4"),
+    ("show", "space-even-kernel-in-middle", ["show", "--space", "{d}/kernel_6.toml"],
+     "kernel_size includes 6"),
+    ("search", "space-even-kernel", ["search", "--target-flops", "400M", "--evaluator",
+                                     "naswot", "--space", "{d}/kernel_4.toml", "--runs",
+                                     "{d}/runs"], "kernel_size"),
+    ("show", "space-layers-past-limit", ["show", "--space", "{d}/layers_past_limit.toml"],
+     "num_layers"),
+    # resource bombs: devices are never read as files
+    ("show", "genome-is-dev-zero", ["show", "--genome", "/dev/zero"], "regular file"),
+    ("scale", "genome-is-dev-zero", ["scale", "--genome", "/dev/zero", "--phi", "1", "--out",
+                                     "{d}/fam"], "regular file"),
+    ("train", "genome-is-dev-zero", ["train", "--genome", "/dev/zero", "--out", "{d}/out"],
+     "regular file"),
+    ("search", "space-is-dev-zero", ["search", "--target-flops", "400M", "--space",
+                                     "/dev/zero", "--runs", "{d}/runs"], "regular file"),
+    ("scale", "coefficients-are-dev-zero", ["scale", "--genome", "efficientnet-b0", "--phi",
+                                            "1", "--coefficients", "/dev/zero", "--out",
+                                            "{d}/fam"], "regular file"),
+    # numbers of thousands of digits, and seeds out of range
+    ("show", "genome-integer-of-5000-digits", ["show", "--genome", "{d}/digits.json"],
+     "5,000 digits"),
+    ("export", "genome-float-of-5000-digits", ["export", "--genome", "{d}/digits_float.json",
+                                               "--format", "timm", "--out", "{d}/x.json"],
+     "dropout"),
+    ("scale", "genome-integer-of-5000-digits", ["scale", "--genome", "{d}/digits.json",
+                                                "--phi", "1", "--out", "{d}/fam"], "num_layers"),
+    ("show", "space-integer-of-5000-digits", ["show", "--space", "{d}/digits.toml"], "digits"),
+    ("show", "space-integer-of-400-digits", ["show", "--space", "{d}/digits_400.toml"],
+     "stem_channels"),
+    ("search", "json-space-integer-of-5000-digits", ["search", "--target-flops", "400M",
+                                                     "--space", "{d}/digits_space.json",
+                                                     "--runs", "{d}/runs"], "num_layers"),
+    ("scale", "phi-of-5000-digits", ["scale", "--genome", "efficientnet-b0", "--phi", "9" * 5000,
+                                     "--out", "{d}/fam"], "--phi"),
+    ("scale", "coefficient-of-5000-digits", ["scale", "--genome", "efficientnet-b0", "--phi",
+                                             "1", "--coefficients",
+                                             "{d}/coefficients_digits.json", "--out", "{d}/fam"],
+     "phi"),
+    ("search", "negative-seed", ["search", "--target-flops", "400M", "--evaluator", "naswot",
+                                 "--seed", "-1", "--runs", "{d}/runs"], "--seed"),
+    ("search", "seed-past-32-bits", ["search", "--target-flops", "400M", "--evaluator",
+                                     "naswot", "--seed", "4294967296", "--runs", "{d}/runs"],
+     "--seed"),
+    ("train", "seed-of-5000-digits", ["train", "--genome", "efficientnet-b0", "--seed",
+                                      "9" * 5000, "--out", "{d}/out"], "--seed"),
+    ("cam", "negative-seed", ["cam", "--checkpoint", "{d}/hostile.pt", "--seed", "-3", "--out",
+                              "{d}/c.png"], "--seed"),
     # show
     ("show", "unknown-flag", ["show", "--genome", "efficientnet-b0", "--bogus"], "--bogus"),
     ("show", "missing-genome", ["show", "--genome", "{d}/missing.json"], "does not exist"),
