@@ -61,7 +61,8 @@ def build(args) -> None:
     for backend in args.backends.split(","):
         path = table_file(backend)
         path.unlink(missing_ok=True)
-        report = build_table(space, path=path, settings=TimingSettings(backend=backend),
+        report = build_table(space, path=path,
+                             settings=TimingSettings(backend=backend, threads=args.threads),
                              num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
         rows[backend] = {"units": report.units_total, "networks": report.networks_measured,
                          "seconds": round(report.seconds, 1),
@@ -71,7 +72,8 @@ def build(args) -> None:
                          "fingerprint": report.table.fingerprint}
         print(f"{backend}: {report.units_total} units + {report.networks_measured} networks "
               f"in {report.seconds:.0f} s")
-    save("build", {"command": f"bench_latency.py build --backends {args.backends}",
+    save("build", {"command": f"bench_latency.py build --backends {args.backends} "
+                              f"--threads {args.threads}",
                    "space": "default, 224 px, 1 channel, 10 classes, batch 1", **rows})
 
 
@@ -158,6 +160,10 @@ def main() -> None:
     parts = parser.add_subparsers(dest="part", required=True)
     p = parts.add_parser("build")
     p.add_argument("--backends", default="torch,onnxruntime")
+    # One thread by default: on a 2-core machine shared with other jobs, a 2-thread
+    # parallel region waits for a descheduled thread (a scheduler time slice per op),
+    # and the timings measure the other jobs instead of the network.
+    p.add_argument("--threads", type=int, default=1)
     p.set_defaults(run=build)
     p = parts.add_parser("check")
     p.add_argument("--backend", default="torch")

@@ -69,8 +69,8 @@ def register(subparsers) -> None:
                                            "whole networks to fit the per-network overhead.")
     _timing_options(build)
     _network_options(build)
-    build.add_argument("--networks", type=int, default=8,
-                       help="whole networks measured to fit the overhead (default 8)")
+    build.add_argument("--networks", type=int, default=12,
+                       help="whole networks measured to fit the overhead (default 12)")
     build.add_argument("--rounds", type=int, default=5,
                        help="interleaved rounds per entry; the entry is their median (default 5)")
     build.add_argument("--repeats", type=int, default=5,

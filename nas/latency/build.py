@@ -133,7 +133,7 @@ class BuildReport:
 
 def build_table(space: SearchSpace, *, path: Path, settings: TimingSettings,
                 resolution: Optional[int] = None, num_classes: int = 10, in_channels: int = 1,
-                networks: int = 8, seed: int = 0, progress: bool = True) -> BuildReport:
+                networks: int = 12, seed: int = 0, progress: bool = True) -> BuildReport:
     """Measure every unit ``space`` can produce at ``resolution`` (default: the space's)
     into the table at ``path``, then ``networks`` whole genomes of the space (its
     smallest, its largest and random ones) to fit the per-network overhead."""
