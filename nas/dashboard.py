@@ -33,6 +33,8 @@ from .diagram import genome_svg
 from .outputs import make_folders
 from .signals import check_stop, handle_signals
 from .storage import mask_url, open_storage
+from .dashboard_lookups import index_trial_lookups
+from .study_view import hide_screened
 
 __all__ = ["DashboardError", "trial_note", "stage_rows", "STAGE_HEADERS",
            "attach_trial_artifacts", "artifact_store_for",
@@ -264,7 +266,10 @@ def serve(location: StudyLocation, *, host: str = LOOPBACK, port: int = 0,
     listens. Artifacts (genome JSON, diagrams) come from the run folder's store."""
     from optuna_dashboard import wsgi  # imported late: it pulls in a web framework
 
-    storage = open_storage(location.storage_url, read_only=True)
+    # Screened genomes (nine in ten trials of a default search) are left out: the page
+    # lists the evaluated trials, and `nas report` and trials.csv count the others.
+    storage = hide_screened(open_storage(location.storage_url, read_only=True))
+    index_trial_lookups()  # each trial's note and artifacts found by trial, not by a scan
     study_id = storage.get_study_id_from_name(location.study_name)
     artifacts = location.artifacts_dir
     app = wsgi(storage, artifact_store=FileSystemArtifactStore(artifacts) if artifacts else None)

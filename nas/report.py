@@ -33,9 +33,10 @@ from space import Genome, GenomeError, NasError
 from .common import format_count
 from .dashboard import STAGE_HEADERS, StudyLocation, open_study, stage_rows
 from .diagram import genome_svg
-from .outputs import publish
 from .latency.figures import latency_figure
+from .outputs import publish
 from .storage import mask_url
+from .study_view import ScreenedCount, count_screened, evaluated_trials
 
 __all__ = ["ReportError", "Series", "Panel", "Figure", "Report", "collect", "render_html",
            "render_png", "write_report", "pareto_front", "member_accuracy", "find_families",
@@ -120,8 +121,8 @@ class Report:
 def _state(trial: FrozenTrial) -> str:
     if trial.state == TrialState.COMPLETE:
         return "complete"
-    if trial.state == TrialState.PRUNED:
-        return "screened" if "screened" in trial.user_attrs else "pruned"
+    if trial.state == TrialState.PRUNED:  # by the pruner: screened trials are counted apart
+        return "pruned"
     if trial.state == TrialState.FAIL:
         return "failed"
     return "running" if trial.state == TrialState.RUNNING else "waiting"
@@ -208,6 +209,24 @@ def _score_label(settings: dict[str, Any]) -> str:
     return "accuracy" if evaluator in (None, "proxy-train") else f"{evaluator} score"
 
 
+def _in_memory(study: optuna.Study, trials: Sequence[FrozenTrial], key: str) -> optuna.Study:
+    """A study in memory holding each trial's parameters, values and ``key`` attribute
+    alone: Optuna's own reads of a stored study load every trial, screened ones included,
+    before they filter by state, and copying whole trials would copy their genomes."""
+    storage = optuna.storages.InMemoryStorage()
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created" line
+    try:
+        storage.create_new_study(study.directions, study_name=study.study_name)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    copy = optuna.Study(study_name=study.study_name, storage=storage)
+    copy.add_trials([optuna.trial.create_trial(
+        params=t.params, distributions=t.distributions, values=t.values,
+        user_attrs={key: t.user_attrs[key]}) for t in trials])
+    return copy
+
+
 def _importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[Optional[Figure], str]:
     evaluated = [t for t in _evaluated(trials) if t.params]
     if len(evaluated) < MIN_TRIALS_FOR_IMPORTANCE:
@@ -223,7 +242,8 @@ def _importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[Op
             warnings.simplefilter("ignore")
             # PED-ANOVA explains what makes the target *low*, hence the minus.
             importances = optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                _in_memory(study, complete, key),
+                evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
                 target=lambda t: -t.user_attrs[key])
     except (ValueError, RuntimeError) as error:
         return None, f"Stage-choice importances could not be computed: {error}"
@@ -241,7 +261,8 @@ def _importances(study: optuna.Study, trials: Sequence[FrozenTrial]) -> tuple[Op
                           f"{len(top)} of {len(importances)}; importances sum to 1)."), ""
 
 
-def _states_figure(trials: Sequence[FrozenTrial], counts: dict[str, int]) -> Figure:
+def _states_figure(trials: Sequence[FrozenTrial], counts: dict[str, int],
+                   screened: ScreenedCount) -> Figure:
     present = [state for state in _STATE_COLOURS if counts.get(state)]
     count_panel = Panel(title="trials by state", x_label="state", y_label="trials", series=tuple(
         Series(x=(state,), y=(counts[state],), name=state, kind="bar",
@@ -262,10 +283,14 @@ def _states_figure(trials: Sequence[FrozenTrial], counts: dict[str, int]) -> Fig
         panels.append(Panel(title="trial durations", x_label="trial", y_label="seconds",
                             series=tuple(series), y_log=wide))
     total = sum(durations)
+    unscreened = "" if not screened.total else (
+        f" {screened.total:,} screened genomes were not trained ({screened.window:,} outside "
+        f"the cost window, {screened.prescreened:,} below the prescreen's bar): counted here, "
+        "not drawn.")
     return Figure(key="states", title="Trial states and durations", panels=tuple(panels),
-                  caption=f"{sum(counts.values())} trials. Screened trials fell outside the "
-                          "cost window and were not trained; pruned ones were stopped early by "
-                          f"the pruner. Wall time of finished trials: {total:,.1f} s in all.")
+                  caption=f"{sum(counts.values()):,} trials.{unscreened} Pruned trials were "
+                          "stopped early by the pruner. Wall time of the other finished "
+                          f"trials: {total:,.1f} s in all.")
 
 
 # -- scaled families ---------------------------------------------------------------------------------
@@ -387,8 +412,11 @@ def _family_figures(families: Sequence[tuple[str, Path, dict]]) -> list[Figure]:
 def collect(location: StudyLocation) -> Report:
     """Read the study and its run folder into a :class:`Report` (nothing is written)."""
     study = open_study(location)
-    trials = study.get_trials(deepcopy=False)
-    if not trials:
+    # Screened genomes are counted, not read: the report's time and memory follow the
+    # evaluated trials alone (nas.study_view).
+    trials = evaluated_trials(study)
+    screened = count_screened(study)
+    if not trials and not screened.total:
         raise ReportError(f"study {location.study_name!r} has no trials yet; run `nas search` "
                           "first (or wait for its first trial)")
     settings = dict(study.user_attrs)
@@ -398,13 +426,16 @@ def collect(location: StudyLocation) -> Report:
     counts: dict[str, int] = {}
     for trial in trials:
         counts[_state(trial)] = counts.get(_state(trial), 0) + 1
+    if screened.total:
+        counts["screened"] = screened.total
     notes = []
     importance, why = _importances(study, trials)
     if why:
         notes.append(why)
     families = find_families(location.run_dir)
     figures = [f for f in (_history(trials, multi), _cost_figure(trials, settings), importance,
-                           _states_figure(trials, counts), *_family_figures(families),
+                           _states_figure(trials, counts, screened),
+                           *_family_figures(families),
                            latency_figure(location.run_dir, settings)) if f]
     evaluated = [t for t in _evaluated(trials) if isinstance(t.user_attrs.get("genome"), dict)]
     resolution = int(settings.get("resolution") or 224)

@@ -496,3 +496,65 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _rdb_of(storage: BaseStorage) -> Optional[RDBStorage]:
+    """The RDB storage behind ``storage``: itself, or the one a loaded study's cache wraps."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    if isinstance(storage, _CachedStorage):
+        storage = storage._backend
+    return storage if isinstance(storage, RDBStorage) else None
+
+
+def trials_without_user_attr(storage: BaseStorage, study_id: int, key: str, *,
+                             states: Optional[tuple[TrialState, ...]] = None
+                             ) -> Optional[list[FrozenTrial]]:
+    """The study's trials (in ``states``, if given) that lack the user attribute ``key``, in
+    trial order, read by one query on an RDB storage: the other trials are never loaded.
+    ``None`` for other storages (a journal is replayed into memory whole anyway: filter
+    :meth:`~optuna.storages.BaseStorage.get_all_trials` there)."""
+    storage = _rdb_of(storage)
+    if storage is None:
+        return None
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import and_, exists
+    from sqlalchemy.orm import selectinload
+
+    marked = exists().where(and_(models.TrialUserAttributeModel.trial_id
+                                 == models.TrialModel.trial_id,
+                                 models.TrialUserAttributeModel.key == key))
+    with _create_scoped_session(storage.scoped_session) as session:
+        # The eager loads are those of Optuna's own get_all_trials.
+        query = (session.query(models.TrialModel)
+                 .options(selectinload(models.TrialModel.params),
+                          selectinload(models.TrialModel.values),
+                          selectinload(models.TrialModel.user_attributes),
+                          selectinload(models.TrialModel.system_attributes),
+                          selectinload(models.TrialModel.intermediate_values))
+                 .filter(models.TrialModel.study_id == study_id, ~marked))
+        if states is not None:
+            query = query.filter(models.TrialModel.state.in_(states))
+        return [storage._build_frozen_trial_from_trial_model(model)
+                for model in query.order_by(models.TrialModel.trial_id)]
+
+
+def count_trials_with_user_attrs(storage: BaseStorage, study_id: int,
+                                 keys: tuple[str, ...]) -> Optional[int]:
+    """How many of the study's trials carry every user attribute in ``keys``, counted by
+    the database of an RDB storage; ``None`` for other storages."""
+    storage = _rdb_of(storage)
+    if storage is None:
+        return None
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import and_, exists, func
+
+    with _create_scoped_session(storage.scoped_session) as session:
+        query = session.query(func.count(models.TrialModel.trial_id)).filter(
+            models.TrialModel.study_id == study_id,
+            *[exists().where(and_(models.TrialUserAttributeModel.trial_id
+                                  == models.TrialModel.trial_id,
+                                  models.TrialUserAttributeModel.key == key)) for key in keys])
+        return int(query.scalar())

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..common import UsageError
-from ..dashboard import LOOPBACK, locate_study, serve
+from ..dashboard import LOOPBACK, locate_study, open_study, serve
+from ..study_view import count_screened
 
 EXAMPLES = """\
 examples:
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is None and args.storage is None:
         raise UsageError("give a run folder (nas dashboard runs/<study>) or --storage URL")
     location = locate_study(run_dir=args.run_dir, storage=args.storage, study=args.study)
+    screened = count_screened(open_study(location))
 
     def ready(url: str) -> None:
         # Only once the socket listens: a failed start prints its one error line alone.
@@ -52,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: listening on {args.host}: anyone who can reach it can read and "
                   "change the study (optuna-dashboard has no authentication)", file=sys.stderr)
         print(f"optuna-dashboard for study {location.study_name!r}: {url}", flush=True)
+        if screened.total:
+            print(f"it lists the evaluated trials; the {screened.total:,} screened genomes "
+                  "(never trained) are counted by `nas report` and listed in trials.csv",
+                  flush=True)
         print("press Ctrl-C to stop", flush=True)
 
     serve(location, host=args.host, port=args.port, on_ready=ready)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _study_fixture import _unsynced_sqlite  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-WINDOW_SCREENED, PRESCREENED = 120, 8
+WINDOW_SCREENED, PRESCREENED = 40, 4
 
 
 class _Recorder:
@@ -66,7 +66,7 @@ def _screened_record(space: SearchSpace, rng: random.Random, *, prescreened: boo
 
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory):
-    """A study holding 128 screened genomes from an earlier run, resumed by a real search
+    """A study holding 44 screened genomes from an earlier run, resumed by a real search
     (proxy training, naswot prescreen) for one evaluated trial; the first genome the
     resumed search is given is one the earlier run's prescreen rejected."""
     runs = tmp_path_factory.mktemp("runs")
@@ -128,7 +128,7 @@ def test_report_counts_screened_genomes_without_reading_them(resumed):
 
 
 def test_dashboard_serves_the_evaluated_trials_with_notes_and_artifacts(resumed):
-    run_dir, _, records = resumed
+    run_dir, result, records = resumed
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", str(run_dir)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -137,6 +137,8 @@ def test_dashboard_serves_the_evaluated_trials_with_notes_and_artifacts(resumed)
         assert ": http://127.0.0.1:" in line, server.stderr.read()
         url = line.split(": ", 1)[1].strip()
         base, study_id = url.split("/dashboard/")[0], url.rsplit("/", 1)[1]
+        screened = result.counts["screened"] + result.counts["prescreened"]
+        assert f"the {screened:,} screened genomes (never trained)" in server.stdout.readline()
         with urllib.request.urlopen(f"{base}/api/studies/{study_id}", timeout=20) as response:
             trials = json.loads(response.read())["trials"]
         assert len(trials) == 1 and trials[0]["state"] == "Complete"
@@ -172,3 +174,21 @@ def test_indexed_trial_lookups_serialise_every_trial_as_optuna_dashboard_does(re
     indexed = _indexed(original)
     for trial in study.get_trials(deepcopy=False):
         assert indexed(study._study_id, trial, attrs) == original(study._study_id, trial, attrs)
+
+
+def test_view_of_a_storage_without_sql_filters_in_memory(tmp_path):
+    """A journal storage is replayed into memory: the view filters the trials there."""
+    from nas.storage import open_storage
+    from nas.study_view import hide_screened
+
+    url = f"journal:{tmp_path / 'study.log'}"
+    study = optuna.create_study(study_name="j", storage=open_storage(url))
+    rng = random.Random(1)
+    space = SearchSpace.default()
+    study.add_trials([_screened_record(space, rng, prescreened=i == 0) for i in range(3)])
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"accuracy": 0.5}))
+    assert [t.number for t in evaluated_trials(study)] == [3]
+    screened = count_screened(study)
+    assert (screened.window, screened.prescreened, screened.total) == (2, 1, 3)
+    storage = hide_screened(open_storage(url))
+    assert [t.number for t in storage.get_all_trials(study._study_id)] == [3]
