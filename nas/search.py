@@ -298,6 +298,7 @@ class _Search:
         self.study = self._open_study(storage or open_storage(self.storage_url))
         self.artifacts = dashboard.artifact_store_for(self.run_dir)
         self.digests: dict[str, FrozenTrial] = {}
+        self.prescreened: dict[str, FrozenTrial] = {}  # digest -> a trial the prescreen rejected
         self.screened_in_a_row = 0
         self.best_reward = -math.inf
 
@@ -430,6 +431,14 @@ class _Search:
         storage = self.study._storage
         if "failed_trial" in storage.get_trial_system_attrs(trial._trial_id):
             return  # the retry of a trial whose worker died: it was judged worth training
+        rejected = self.prescreened.get(_genome_digest(genome))
+        if rejected is not None:
+            # Rejected before, also in an earlier run: the verdict stands, without a second
+            # zero-cost evaluation.
+            trial.set_user_attr("prescreen_score", rejected.user_attrs["prescreen_score"])
+            reason = f"the same genome as trial {rejected.number}, which the prescreen did not train"
+            trial.set_user_attr("screened", reason)
+            raise optuna.TrialPruned(reason)
         try:
             score = self.prescreen.evaluate(genome)
         except EvaluationFailed:
@@ -477,6 +486,9 @@ class _Search:
             if trial.state == TrialState.COMPLETE and "digest" in trial.user_attrs \
                     and "reused_from" not in trial.user_attrs:
                 self.digests.setdefault(trial.user_attrs["digest"], trial)
+            if "prescreen_score" in trial.user_attrs and "screened" in trial.user_attrs \
+                    and "digest" in trial.user_attrs:
+                self.prescreened.setdefault(trial.user_attrs["digest"], trial)
             if trial.state == TrialState.COMPLETE and "reward" in trial.user_attrs:
                 self.best_reward = max(self.best_reward, trial.user_attrs["reward"])
         return budget_used(trials)
