@@ -38,7 +38,7 @@ from space import Genome, SearchSpace, SpaceError, cost
 from . import dashboard
 from .common import (MAX_SEED, UsageError, check_writable_dir, die_with_parent, format_count,
                      json_bytes)
-from .evolution import POPULATION_SIZE, TOURNAMENT_SIZE, RegularizedEvolutionSampler
+from .evolution import POPULATION_SIZE, RegularizedEvolutionSampler
 from .outputs import passing_machine_faults, publish
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
@@ -98,7 +98,8 @@ class SearchConfig:
     seed: int = 0
     sampler: Optional[str] = None  # None: TPE for one objective, NSGA-II for the Pareto search
     population_size: int = POPULATION_SIZE  # regularized evolution's population
-    tournament_size: int = TOURNAMENT_SIZE  # members per tournament; the best is mutated
+    # Members per tournament, the best of them mutated; None: the whole population.
+    tournament_size: Optional[int] = None
     pruner: str = "median"
     cost_window: float = 0.1  # evaluate only genomes within target x (1 +- window); 0: all
     study: Optional[str] = None
@@ -123,7 +124,7 @@ class SearchConfig:
              "--sampler evolution optimises one objective; with --objective multi use nsga2, "
              "tpe or random"),
             (self.population_size >= 2, "--population-size must be at least 2"),
-            (1 <= self.tournament_size <= self.population_size,
+            (self.tournament_size is None or 1 <= self.tournament_size <= self.population_size,
              f"--tournament-size must be between 1 and --population-size "
              f"({self.population_size})"),
             (self.pruner in PRUNERS, f"--pruner must be one of {', '.join(PRUNERS)}"),

@@ -7,7 +7,7 @@ import argparse
 from space import Genome
 
 from ..common import UsageError, format_count, parse_count, parse_seed
-from ..evolution import POPULATION_SIZE, TOURNAMENT_SIZE
+from ..evolution import POPULATION_SIZE
 from ..memory import max_jobs
 from ..protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
@@ -113,9 +113,9 @@ def register(subparsers) -> None:
     study.add_argument("--population-size", type=int, default=POPULATION_SIZE, metavar="N",
                        help="evolution: the N most recent complete trials form the "
                             "population (default %(default)s)")
-    study.add_argument("--tournament-size", type=int, default=TOURNAMENT_SIZE, metavar="N",
+    study.add_argument("--tournament-size", type=int, metavar="N",
                        help="evolution: the best of N random members is mutated in one "
-                            "choice (default %(default)s)")
+                            "choice (default: the whole population)")
     study.add_argument("--pruner", choices=PRUNERS, default="median",
                        help="prunes proxy training on per-epoch validation accuracy")
     study.add_argument("--study", help="study name (default: <dataset>-<target>-<evaluator>)")
