@@ -192,14 +192,14 @@ def test_cli_trains_writes_metrics_and_resumes_to_the_same_result(tmp_path, tiny
     assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["history"][1]["val_accuracy"] > 0.5
 
     # Interrupt the same run (Ctrl-C) right after epoch 1 is on disk, then resume it.
-    real_write = train_command.atomic_write_json
+    real_save = train_command.save_checkpoint
 
-    def write_then_interrupt(path, data):
-        real_write(path, data)
+    def save_then_interrupt(*args, **kwargs):  # the checkpoint and its metrics.json
+        real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train_command, "atomic_write_json", write_then_interrupt)
+        patch.setattr(train_command, "save_checkpoint", save_then_interrupt)
         assert _train(tiny_json, split, "--epochs", "2") == 130
     assert json.loads((split / "metrics.json").read_text())["epochs_completed"] == 1
     assert _train(tiny_json, split, "--epochs", "2", "--resume") == 0
