@@ -36,6 +36,8 @@ __all__ = ["TableError", "LatencyTable", "Overhead", "default_table_path", "TABL
 
 TABLE_FORMAT = "nas-latency-table"
 TABLE_VERSION = 1
+FINGERPRINT_FIELDS = ("cpu", "cores", "torch", "backend", "backend_version", "gpu", "threads",
+                      "batch_size")
 DEFAULT_TABLE_DIR = Path("runs") / "latency"
 
 
@@ -114,6 +116,9 @@ class LatencyTable:
                 raise ValueError(f"unknown setting {sorted(set(raw_settings) - known)[0]!r}")
             settings = TimingSettings(**raw_settings)
             table = cls(path, settings, recorded_fingerprint=dict(data["fingerprint"]))
+            absent = [name for name in FINGERPRINT_FIELDS if name not in table.fingerprint]
+            if absent:
+                raise ValueError(f"the fingerprint lacks {absent[0]!r}")
             for key, entry in data["entries"].items():
                 seconds, spread = float(entry["seconds"]), float(entry["spread"])
                 if not (math.isfinite(seconds) and seconds > 0 and math.isfinite(spread)):
@@ -125,9 +130,9 @@ class LatencyTable:
                     raise ValueError("a network with no positive latency")
                 table.networks.append(dict(network))
             table.build_seconds = float(data.get("build_seconds", 0.0))
+            table.refit()
         except (KeyError, TypeError, ValueError, AttributeError, NasError) as error:
             raise _fail(path, f"is malformed ({type(error).__name__}: {error})") from None
-        table.refit()
         return table
 
     def save(self) -> None:

@@ -142,6 +142,14 @@ def test_missing_corrupt_and_partial_tables(tiny, tmp_path):
     (tmp_path / "cut.json").write_text(text[: len(text) // 2])
     with pytest.raises(TableError, match="truncated"):
         LatencyTable.load(tmp_path / "cut.json")
+    for spoil in (lambda d: d["networks"][0].update(resolution="big"),
+                  lambda d: d["fingerprint"].pop("cpu"),
+                  lambda d: d["entries"].update(x={"seconds": -1.0, "spread": 0.0})):
+        data = json.loads(text)
+        spoil(data)
+        (tmp_path / "bad.json").write_text(json.dumps(data))
+        with pytest.raises(TableError, match="malformed"):
+            LatencyTable.load(tmp_path / "bad.json")
     data = json.loads(text)
     data["entries"].popitem()
     (tmp_path / "partial.json").write_text(json.dumps(data))
