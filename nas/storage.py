@@ -508,18 +508,21 @@ def _rdb_of(storage: BaseStorage) -> Optional[RDBStorage]:
 
 
 def trials_without_user_attr(storage: BaseStorage, study_id: int, key: str, *,
-                             states: Optional[tuple[TrialState, ...]] = None
+                             states: Optional[tuple[TrialState, ...]] = None,
+                             after_trial_id: int = -1, trial_ids: frozenset[int] = frozenset()
                              ) -> Optional[list[FrozenTrial]]:
     """The study's trials (in ``states``, if given) that lack the user attribute ``key``, in
     trial order, read by one query on an RDB storage: the other trials are never loaded.
-    ``None`` for other storages (a journal is replayed into memory whole anyway: filter
+    With ``after_trial_id``, only those with a larger storage id or an id in ``trial_ids``
+    (the incremental read of Optuna's trial cache). ``None`` for other storages (a journal
+    is replayed into memory whole anyway: filter
     :meth:`~optuna.storages.BaseStorage.get_all_trials` there)."""
     storage = _rdb_of(storage)
     if storage is None:
         return None
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import and_, exists
+    from sqlalchemy import and_, exists, or_
     from sqlalchemy.orm import selectinload
 
     marked = exists().where(and_(models.TrialUserAttributeModel.trial_id
@@ -536,6 +539,9 @@ def trials_without_user_attr(storage: BaseStorage, study_id: int, key: str, *,
                  .filter(models.TrialModel.study_id == study_id, ~marked))
         if states is not None:
             query = query.filter(models.TrialModel.state.in_(states))
+        if after_trial_id > -1:
+            query = query.filter(or_(models.TrialModel.trial_id > after_trial_id,
+                                     models.TrialModel.trial_id.in_(trial_ids)))
         return [storage._build_frozen_trial_from_trial_model(model)
                 for model in query.order_by(models.TrialModel.trial_id)]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import optuna
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .storage import count_trials_with_user_attrs, trials_without_user_attr
@@ -88,4 +88,14 @@ def hide_screened(storage: BaseStorage) -> BaseStorage:
         return _unscreened(storage, read_all, study_id, states, deepcopy=deepcopy)
 
     storage.get_all_trials = get_all_trials  # this instance only
+    if isinstance(storage, RDBStorage):
+        # optuna-dashboard computes importances on an optuna.Study of this storage, whose
+        # trial cache reads through this method instead (all trials, then by state).
+        def _get_trials(study_id: int, states, included_trial_ids: set[int],
+                        trial_id_greater_than: int) -> list[FrozenTrial]:
+            return trials_without_user_attr(
+                storage, study_id, SCREENED, states=states, after_trial_id=trial_id_greater_than,
+                trial_ids=frozenset(included_trial_ids))
+
+        storage._get_trials = _get_trials
     return storage

@@ -127,6 +127,19 @@ def test_report_counts_screened_genomes_without_reading_them(resumed):
     assert [s.name for s in durations] == ["complete"]  # screened trials are not read
 
 
+def test_dashboard_view_hides_screened_trials_also_from_an_optuna_study_on_it(resumed):
+    """optuna-dashboard computes importances on an optuna.Study of its storage, whose trial
+    cache reads the storage another way than get_all_trials."""
+    from nas.storage import open_storage
+    from nas.study_view import hide_screened
+
+    run_dir, _, _ = resumed
+    storage = hide_screened(open_storage(f"sqlite:///{run_dir / 'study.db'}", read_only=True))
+    assert [t.state for t in storage.get_all_trials(1)] == [TrialState.COMPLETE]
+    study = optuna.load_study(study_name="big", storage=storage)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
 def test_dashboard_serves_the_evaluated_trials_with_notes_and_artifacts(resumed):
     run_dir, result, records = resumed
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
