@@ -135,7 +135,7 @@ def test_wrong_shaped_idx_files_are_rejected(tmp_path):
         load_dataset("fashion-mnist", tmp_path)
     _write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.zeros((10, 28, 28)))
     _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(9))
-    with pytest.raises(DataError, match="10 train images but 9 labels"):
+    with pytest.raises(DataError, match="header says 9 labels for 10 images"):
         load_dataset("fashion-mnist", tmp_path)
 
 
