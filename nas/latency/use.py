@@ -48,10 +48,9 @@ def format_ms(seconds: float) -> str:
     return f"{1e3 * seconds:.2f} ms"
 
 
-def table_path(given: Optional[str], settings: Optional[TimingSettings] = None) -> Path:
-    """``given``, or this machine's default table for ``settings`` (torch, current threads,
-    batch 1 unless said otherwise)."""
-    return Path(given) if given else default_table_path(settings or TimingSettings())
+def table_path(given: Optional[str]) -> Path:
+    """``given``, or this machine's default table (torch, torch's current threads, batch 1)."""
+    return Path(given) if given else default_table_path(TimingSettings())
 
 
 def open_for_use(path: Path, *, allow_foreign: bool, build_command: str) -> LatencyTable:
