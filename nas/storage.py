@@ -513,9 +513,10 @@ def trials_without_user_attr(storage: BaseStorage, study_id: int, key: str, *,
                              ) -> Optional[list[FrozenTrial]]:
     """The study's trials (in ``states``, if given) that lack the user attribute ``key``, in
     trial order, read by one query on an RDB storage: the other trials are never loaded.
-    With ``after_trial_id``, only those with a larger storage id or an id in ``trial_ids``
-    (the incremental read of Optuna's trial cache). ``None`` for other storages (a journal
-    is replayed into memory whole anyway: filter
+    With ``after_trial_id``, only those with a larger storage id, and those in ``trial_ids``
+    whether they have ``key`` or not (the incremental read of Optuna's trial cache, which
+    refreshes the unfinished trials it holds). ``None`` for other storages (a journal is
+    replayed into memory whole anyway: filter
     :meth:`~optuna.storages.BaseStorage.get_all_trials` there)."""
     storage = _rdb_of(storage)
     if storage is None:
@@ -536,14 +537,25 @@ def trials_without_user_attr(storage: BaseStorage, study_id: int, key: str, *,
                           selectinload(models.TrialModel.user_attributes),
                           selectinload(models.TrialModel.system_attributes),
                           selectinload(models.TrialModel.intermediate_values))
-                 .filter(models.TrialModel.study_id == study_id, ~marked))
+                 .filter(models.TrialModel.study_id == study_id))
         if states is not None:
             query = query.filter(models.TrialModel.state.in_(states))
         if after_trial_id > -1:
-            query = query.filter(or_(models.TrialModel.trial_id > after_trial_id,
+            query = query.filter(or_(and_(models.TrialModel.trial_id > after_trial_id, ~marked),
                                      models.TrialModel.trial_id.in_(trial_ids)))
+        else:
+            query = query.filter(~marked)
         return [storage._build_frozen_trial_from_trial_model(model)
                 for model in query.order_by(models.TrialModel.trial_id)]
+
+
+def with_trial_cache(storage: BaseStorage) -> BaseStorage:
+    """An RDB ``storage`` behind Optuna's own trial cache, as :func:`optuna.load_study` puts
+    it: finished trials are read once, and each later read fetches only the new and the
+    unfinished ones, one reader at a time. Other storages are returned as they are."""
+    from optuna.storages._cached_storage import _CachedStorage
+
+    return _CachedStorage(storage) if isinstance(storage, RDBStorage) else storage
 
 
 def count_trials_with_user_attrs(storage: BaseStorage, study_id: int,

@@ -17,13 +17,13 @@ counts them); a journal storage holds the whole study in memory anyway and is fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .storage import count_trials_with_user_attrs, trials_without_user_attr
+from .storage import count_trials_with_user_attrs, trials_without_user_attr, with_trial_cache
 
 __all__ = ["SCREENED", "PRESCREEN_SCORE", "ScreenedCount", "evaluated_trials",
            "count_screened", "hide_screened"]
@@ -50,14 +50,9 @@ def evaluated_trials(study: optuna.Study, *,
     """The study's trials but the screened ones, in trial order (all that were evaluated
     or are being evaluated, pruned, failed and waiting ones included)."""
     storage = study._storage
-    return _unscreened(storage, storage.get_all_trials, study._study_id, states, deepcopy=False)
-
-
-def _unscreened(storage: BaseStorage, read_all: Callable[..., list[FrozenTrial]], study_id: int,
-                states: Optional[tuple[TrialState, ...]], *, deepcopy: bool) -> list[FrozenTrial]:
-    trials = trials_without_user_attr(storage, study_id, SCREENED, states=states)
-    if trials is None:  # built fresh from the database otherwise: copies already
-        trials = [t for t in read_all(study_id, deepcopy=deepcopy, states=states)
+    trials = trials_without_user_attr(storage, study._study_id, SCREENED, states=states)
+    if trials is None:
+        trials = [t for t in storage.get_all_trials(study._study_id, deepcopy=False, states=states)
                   if SCREENED not in t.user_attrs]
     return trials
 
@@ -76,26 +71,34 @@ def count_screened(study: optuna.Study) -> ScreenedCount:
 
 
 def hide_screened(storage: BaseStorage) -> BaseStorage:
-    """``storage`` itself, whose ``get_all_trials`` now leaves out screened trials: handed
-    to optuna-dashboard, which reads every trial of a study through that one method (its
-    trial list, plots, importances and incremental ``?after=`` refreshes) and serialises
-    each with its 35 parameter distributions. Only a storage opened for the dashboard
-    alone may be given: every other caller of this object sees the filtered view too."""
+    """A view of ``storage`` whose ``get_all_trials`` leaves out screened trials, for
+    optuna-dashboard: it reads every trial of a study through that method (its trial list,
+    plots and incremental ``?after=`` refreshes, and the importances it computes on an
+    ``optuna.Study`` of the view) and serialises each with its 35 parameter distributions.
+
+    An RDB storage is read through Optuna's trial cache (:func:`with_trial_cache`), filled
+    by one query that leaves screened trials out: the dashboard's refresh every few seconds
+    then reads only new trials, and its concurrent requests read the study once. Hand over
+    a storage opened for the dashboard alone: this changes the object itself."""
+    if isinstance(storage, RDBStorage):
+        rdb = storage
+
+        def _get_trials(study_id: int, states, included_trial_ids: set[int],
+                        trial_id_greater_than: int) -> list[FrozenTrial]:
+            # The cache refreshes its unfinished trials by id: those screened since are
+            # read too, and left out below.
+            return trials_without_user_attr(
+                rdb, study_id, SCREENED, states=states, after_trial_id=trial_id_greater_than,
+                trial_ids=frozenset(included_trial_ids))
+
+        rdb._get_trials = _get_trials  # what the cache reads through
+        storage = with_trial_cache(rdb)
     read_all = storage.get_all_trials
 
     def get_all_trials(study_id: int, deepcopy: bool = True,
                        states: Optional[tuple[TrialState, ...]] = None) -> list[FrozenTrial]:
-        return _unscreened(storage, read_all, study_id, states, deepcopy=deepcopy)
+        return [t for t in read_all(study_id, deepcopy=deepcopy, states=states)
+                if SCREENED not in t.user_attrs]
 
     storage.get_all_trials = get_all_trials  # this instance only
-    if isinstance(storage, RDBStorage):
-        # optuna-dashboard computes importances on an optuna.Study of this storage, whose
-        # trial cache reads through this method instead (all trials, then by state).
-        def _get_trials(study_id: int, states, included_trial_ids: set[int],
-                        trial_id_greater_than: int) -> list[FrozenTrial]:
-            return trials_without_user_attr(
-                storage, study_id, SCREENED, states=states, after_trial_id=trial_id_greater_than,
-                trial_ids=frozenset(included_trial_ids))
-
-        storage._get_trials = _get_trials
     return storage

@@ -205,3 +205,23 @@ def test_view_of_a_storage_without_sql_filters_in_memory(tmp_path):
     assert (screened.window, screened.prescreened, screened.total) == (2, 1, 3)
     storage = hide_screened(open_storage(url))
     assert [t.number for t in storage.get_all_trials(study._study_id)] == [3]
+
+
+def test_dashboard_view_drops_a_trial_screened_after_it_was_read_running(tmp_path):
+    """The view's trial cache refreshes unfinished trials: one the search screens after the
+    dashboard saw it running does not stay behind as a running trial."""
+    from nas.storage import open_storage
+    from nas.study_view import hide_screened
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="live", storage=url)
+    done = study.ask()
+    study.tell(done, 1.0)
+    running = study.ask()
+    view = hide_screened(open_storage(url, read_only=True))
+    assert [t.state for t in view.get_all_trials(study._study_id)] == [TrialState.COMPLETE,
+                                                                      TrialState.RUNNING]
+    running.set_user_attr("screened", "outside the target window")
+    study.tell(running, state=TrialState.PRUNED)
+    later = study.ask()
+    assert [t.number for t in view.get_all_trials(study._study_id)] == [done.number, later.number]
