@@ -20,7 +20,10 @@ Measured per study, each in a fresh process on the study's SQLite file:
 - ``resume``: ``nas search`` resumed on the study for two more evaluated trials.
 
     flock /tmp/nas-heavy.lock python3 benchmarks/bench_dashboard.py --label after
-    python3 benchmarks/bench_dashboard.py --sizes 1000 --only request browser --label before
+    git archive 173c97e nas space scaling | tar -x -C /tmp/before    # the code before
+    flock /tmp/nas-heavy.lock python3 benchmarks/bench_dashboard.py --label before \
+        --code /tmp/before --sizes 1000 10000
+    python3 benchmarks/bench_dashboard.py --table                    # the markdown table
 
 Results go to benchmarks/results/dashboard.json under the label (``before``: the code
 before issue 26, ``after``: with it), one entry per size and measurement as they finish; a
@@ -68,6 +71,7 @@ PROXY = {"proxy_resolution": 16, "proxy_subset": 100, "proxy_epochs": 1, "proxy_
 STUDY = "big"
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_LIMIT_S = 300
+RESUME_LIMIT_S = 1200  # a resume that needs longer is recorded as timed out
 # The history plot has drawn the evaluated trials once its scatter layer holds points.
 PLOT_DRAWN = ("document.querySelectorAll('.js-plotly-plot .scatterlayer .point').length")
 
@@ -490,14 +494,14 @@ def measure_resume(run_dir: Path) -> dict[str, Any]:
                "--target-flops", "400M", "--runs", str(copy.parent), "--study", STUDY,
                "--n-trials", str(before + 2), "--quiet", "--seed", "1",
                *[f"--{key.replace('_', '-')}={value}" for key, value in PROXY.items()]]
-    result = _run_timed(command, limit=3600)
-    storage = _fast_sqlite(copy / "study.db")
-    trials = storage.get_all_trials(storage.get_study_id_from_name(STUDY), deepcopy=False)
-    new = [t for t in trials if t.number >= total]
+    result = _run_timed(command, limit=RESUME_LIMIT_S)
+    with sqlite3.connect(copy / "study.db") as connection:
+        new, screened = connection.execute(
+            "SELECT COUNT(*), COUNT(a.trial_id) FROM trials t LEFT JOIN trial_user_attributes a "
+            "ON a.trial_id = t.trial_id AND a.key = 'screened' WHERE t.number >= ?",
+            (total,)).fetchone()
     result.update(evaluated_before=before, evaluated_after=_evaluated_count(copy / "study.db"),
-                  new_trials=len(new),
-                  new_screened=sum("screened" in t.user_attrs for t in new))
-    storage.engine.dispose()
+                  new_trials=new, new_screened=screened)
     shutil.rmtree(copy.parent)
     return result
 
@@ -515,48 +519,94 @@ MEASURE: dict[str, Callable[[Path], dict[str, Any]]] = {
 # -- main ---------------------------------------------------------------------------------------
 
 
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _record(path: Path, keys: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """Set ``results[keys[0]][keys[1]]...`` in the results file and return the file's
+    content: read, changed and written under a lock, so that runs of other sizes or labels
+    going on at the same time keep their entries."""
+    import fcntl
 
-
-def _save(path: Path, results: dict[str, Any]) -> None:
     from nas.common import atomic_write_json
 
-    atomic_write_json(path, results)
+    with open(Path(tempfile.gettempdir()) / f"{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        node = results
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+        atomic_write_json(path, results)
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures as a markdown table, before -> after per study size."""
+
+    def cell(label: str, size: str, measure: str, render: Callable[[dict], str]) -> str:
+        figures = results.get(label, {}).get(size, {}).get(measure)
+        if figures is None:
+            return "not measured"
+        if figures.get("seconds", 0) is None and measure != "request":
+            return f"gave up after {figures.get('gave_up_after_s') or figures.get('timed_out_after_s')} s"
+        return render(figures)
+
+    rows = {
+        "dashboard study request, cold / repeated": ("request", lambda f: (
+            f"{f['cold_s']} s / {f['repeated_s']} s, {f['mb']} MB, {f['trials_served']:,} trials")),
+        "dashboard server peak memory": ("request", lambda f: f"{f['server_peak_mb']:,.0f} MB"),
+        "study page drawn in Chromium": ("browser", lambda f: f"{f['seconds']} s"),
+        "`nas report`": ("report", lambda f: f"{f['seconds']} s, {f['peak_mb']:,.0f} MB"),
+        "trials.csv and best.json (`write_outputs`)": ("outputs", lambda f: (
+            f"{f['write_outputs_s']} s, {f['peak_mb']:,.0f} MB")),
+        "resume: `nas search` for 2 more evaluated trials": ("resume", lambda f: (
+            f"{f['seconds']} s, {f['peak_mb']:,.0f} MB")),
+    }
+    sizes = [size for size in map(str, SIZES) if size in results.get("studies", {})]
+    lines = ["| trials | " + " | ".join(f"{int(size):,}" for size in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for name, (measure, render) in rows.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{cell('before', size, measure, render)} -> {cell('after', size, measure, render)}"
+            for size in sizes) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES))
-    parser.add_argument("--label", required=True, help="before / after: where the figures go")
+    parser.add_argument("--label", help="before / after: where the figures go")
     parser.add_argument("--work", default="/tmp/nas-bench-dashboard",
                         help="where the studies are written (kept between runs)")
     parser.add_argument("--code", default=str(REPO), help="folder whose nas/ the measured "
                         "processes import (e.g. `git archive` of the commit before a change)")
     parser.add_argument("--results", default=str(RESULTS), help="the results file")
     parser.add_argument("--again", action="store_true", help="redo measurements already recorded")
+    parser.add_argument("--table", action="store_true",
+                        help="print the recorded figures as a markdown table and stop")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.results).read_text())))
+        return 0
+    if not args.label:
+        parser.error("--label is needed to record figures (before, after)")
     CODE[0] = Path(args.code).resolve()
     results_path = Path(args.results)
-    results = _load(results_path)
-    results["machine"] = (f"{platform.machine()}, {os.cpu_count()} cores, "
-                          f"{platform.python_version()}, optuna {optuna.__version__}")
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+               f"optuna {optuna.__version__}")
+    results = _record(results_path, ("machine",), machine)
     for size in args.sizes:
         run_dir = Path(args.work) / str(size) / STUDY
-        built = results.setdefault("studies", {}).get(str(size))
-        if built is None or not (run_dir / "study.db").is_file():
-            results["studies"][str(size)] = build_study(run_dir, size)
-            _save(results_path, results)
-            print(f"{size}: built {results['studies'][str(size)]}", flush=True)
-        entry = results.setdefault(args.label, {}).setdefault(str(size), {})
+        if str(size) not in results.get("studies", {}) or not (run_dir / "study.db").is_file():
+            built = build_study(run_dir, size)
+            results = _record(results_path, ("studies", str(size)), built)
+            print(f"{size}: built {built}", flush=True)
         for name in args.only:
-            if name in entry and not args.again:
+            if name in results.get(args.label, {}).get(str(size), {}) and not args.again:
                 continue
             print(f"{size}: {name} ...", flush=True)
-            entry[name] = MEASURE[name](run_dir)
-            print(f"{size}: {name} {entry[name]}", flush=True)
-            _save(results_path, results)
+            figures = MEASURE[name](run_dir)
+            print(f"{size}: {name} {figures}", flush=True)
+            results = _record(results_path, (args.label, str(size), name), figures)
     return 0
 
 
