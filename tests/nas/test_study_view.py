@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from nas.dashboard import locate_study, open_study
 from nas.report import collect, render_html
 from nas.search import SearchConfig, budget_used, run_search
-from nas.study_view import count_screened, evaluated_trials
+from nas.study_view import ScreenedCount, count_screened, evaluated_trials
 from space import SearchSpace, cost
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -225,3 +225,18 @@ def test_dashboard_view_drops_a_trial_screened_after_it_was_read_running(tmp_pat
     study.tell(running, state=TrialState.PRUNED)
     later = study.ask()
     assert [t.number for t in view.get_all_trials(study._study_id)] == [done.number, later.number]
+
+
+def test_view_queries_run_on_postgresql(postgres_url):
+    from nas.storage import open_storage
+    from nas.study_view import hide_screened
+
+    study = optuna.create_study(study_name="view-pg", storage=open_storage(postgres_url))
+    rng = random.Random(2)
+    space = SearchSpace.default()
+    study.add_trials([_screened_record(space, rng, prescreened=i == 0) for i in range(3)])
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"accuracy": 0.5}))
+    assert [t.number for t in evaluated_trials(study)] == [3]
+    assert count_screened(study) == ScreenedCount(window=2, prescreened=1)
+    view = hide_screened(open_storage(postgres_url, read_only=True))
+    assert [t.number for t in view.get_all_trials(study._study_id)] == [3]
