@@ -72,9 +72,12 @@ def build(args) -> None:
                          "fingerprint": report.table.fingerprint}
         print(f"{backend}: {report.units_total} units + {report.networks_measured} networks "
               f"in {report.seconds:.0f} s")
-    save("build", {"command": f"bench_latency.py build --backends {args.backends} "
-                              f"--threads {args.threads}",
-                   "space": "default, 224 px, 1 channel, 10 classes, batch 1", **rows})
+    earlier = json.loads(RESULTS.read_text()).get("build", {}) if RESULTS.exists() else {}
+    for backend, row in rows.items():
+        row["command"] = f"bench_latency.py build --backends {backend} --threads {args.threads}"
+    save("build", {"space": "default, 224 px, 1 channel, 10 classes, batch 1",
+                   **{key: value for key, value in earlier.items()
+                      if key not in ("machine", "when", "command")}, **rows})
 
 
 def check(args) -> None:
