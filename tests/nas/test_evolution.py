@@ -137,3 +137,34 @@ def test_resumes_and_shares_the_population_in_storage(tmp_path: Path) -> None:
 def test_out_of_range_sizes_are_refused(population: int, tournament: int) -> None:
     with pytest.raises(ValueError, match="_size"):
         RegularizedEvolutionSampler(population_size=population, tournament_size=tournament)
+
+
+def test_nas_search_evolves_the_genomes_of_its_window_and_resumes(tmp_path: Path) -> None:
+    from nas.cli import main
+
+    population = 2
+    journal = tmp_path / "study.journal"
+    command = ["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "e",
+               "--storage", f"journal:{journal}", "--evaluator", "naswot",
+               "--proxy-subset", "256", "--quiet",
+               "--sampler", "evolution", "--population-size", str(population)]
+
+    def trials() -> list:
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(journal)))
+        return optuna.load_study(study_name="e", storage=storage).trials
+
+    assert main([*command, "--n-trials", "3"]) == 0
+    first_run = len(trials())
+    assert main([*command, "--n-trials", "5"]) == 0  # another search: the stored population
+    trials = trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 5
+    # Genomes outside the cost window are screened trials, never members: the window of
+    # complete trials fills later than the trial count says.
+    assert any("screened" in t.user_attrs for t in trials[:first_run])
+    resumed = trials[first_run:]
+    assert resumed and all(len(_window(trials, t.number, population)) == population
+                           for t in resumed)
+    for trial in resumed:
+        members = _window(trials, trial.number, population)
+        assert any(_distance(trial.params, m.params) == 1 for m in members), trial.number
