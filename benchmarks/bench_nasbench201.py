@@ -26,13 +26,14 @@ Sections (each resumable: a rerun skips the runs the results file already has):
   hypervolume of the table's true Pareto front, with the table's worst accuracy and
   largest size as the reference point.
 
-    python3 benchmarks/bench_nasbench201.py regret [--seeds 30] [--queries 200]
-    python3 benchmarks/bench_nasbench201.py sweep [--seeds 10]
+    python3 benchmarks/bench_nasbench201.py sweep [--seeds 30]
+    python3 benchmarks/bench_nasbench201.py regret [--seeds 30] [--queries 200] [--samplers tpe,...]
     python3 benchmarks/bench_nasbench201.py pareto [--seeds 30]
     python3 benchmarks/bench_nasbench201.py table      # print the tables, redraw the plot
 
 Results: benchmarks/results/nasbench201.json (written after every run); plot:
-docs/images/nasbench201-regret.png. A run's curve is stored as its improvements,
+docs/images/nasbench201-regret.png. Another ``--queries`` needs another ``--out`` (the
+12-query runs of docs/search_strategy.md are benchmarks/results/nasbench201_12_queries.json). A run's curve is stored as its improvements,
 ``[[query, regret], ...]``: from that query on, until the next pair, the regret is that.
 """
 
