@@ -33,8 +33,9 @@ Sections (each resumable: a rerun skips the runs the results file already has):
 
 Results: benchmarks/results/nasbench201.json (written after every run); plot:
 docs/images/nasbench201-regret.png. Another ``--queries`` needs another ``--out`` (the
-12-query runs of docs/search_strategy.md are benchmarks/results/nasbench201_12_queries.json). A run's curve is stored as its improvements,
-``[[query, regret], ...]``: from that query on, until the next pair, the regret is that.
+12-query runs of docs/search_strategy.md are in nasbench201_12_queries.json beside it).
+A run's curve is stored as its improvements, ``[[query, regret], ...]``: from that query
+on, until the next pair, the regret is that.
 """
 
 from __future__ import annotations
