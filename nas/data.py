@@ -292,8 +292,10 @@ def _unpickle(path: Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"{path} is missing; is {path.parent} an extracted CIFAR python "
                         "folder?") from None
+    # MemoryError: an array whose pickled shape claims terabytes (numpy allocates it
+    # before any data is read)
     except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError,
-            AttributeError, IndexError) as error:
+            AttributeError, IndexError, MemoryError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
     if not isinstance(data, dict):
         raise DataError(f"{path} does not hold a CIFAR dict")

@@ -81,6 +81,27 @@ def test_an_image_claiming_hundreds_of_megapixels_is_refused_before_decoding(tmp
         load_dataset("imagefolder", tmp_path)
 
 
+class _TerabyteArray:
+    """Unpickles, through numpy's own reconstructor (which the CIFAR reader admits), into
+    an array of 10^13 bytes: numpy allocates it before reading any data."""
+
+    def __reduce__(self):
+        import numpy as np
+
+        reconstruct = np.empty(0).__reduce__()[0]  # numpy's, whatever module holds it
+        return reconstruct, (np.ndarray, (10**13,), b"b")
+
+
+def test_a_cifar_batch_claiming_terabytes_is_refused(tmp_path):
+    import pickle
+
+    batch = pickle.dumps({b"data": _TerabyteArray(), b"labels": [0]}, protocol=2)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (tmp_path / name).write_bytes(batch)
+    with pytest.raises(DataError, match="Unable to allocate"):
+        load_dataset("cifar10", tmp_path)
+
+
 def test_a_genome_file_of_more_than_16_mib_is_not_read(tmp_path, capsys):
     huge = tmp_path / "huge.json"
     with huge.open("wb") as stream:
