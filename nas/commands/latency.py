@@ -8,7 +8,7 @@ from pathlib import Path
 
 from space import SearchSpace
 
-from ..common import UsageError, atomic_write_json, format_count, format_table
+from ..common import UsageError, atomic_write_json, format_count, format_table, parse_seed
 
 EXAMPLES = """\
 examples:
@@ -75,7 +75,7 @@ def register(subparsers) -> None:
                        help="interleaved rounds per entry; the entry is their median (default 5)")
     build.add_argument("--repeats", type=int, default=5,
                        help="calls per round; the round keeps the fastest (default 5)")
-    build.add_argument("--seed", type=int, default=0, help="seed of the random networks")
+    build.add_argument("--seed", type=parse_seed, default=0, help="seed of the random networks")
     build.set_defaults(handler=run_build)
     check = actions.add_parser("check", help="measure whole networks against the predictions",
                                description="Measure random genomes of the space, the presets "
@@ -89,7 +89,7 @@ def register(subparsers) -> None:
                        help="random genomes of the space (default 30)")
     check.add_argument("--family", type=int, default=3,
                        help="EfficientNet members B0..B<N> (official table; default 3; -1 none)")
-    check.add_argument("--seed", type=int, default=1,
+    check.add_argument("--seed", type=parse_seed, default=1,
                        help="seed of the random genomes (default 1: not the build's)")
     check.add_argument("--out", metavar="FILE", help="also write the rows and summary as JSON")
     check.set_defaults(handler=run_check)
