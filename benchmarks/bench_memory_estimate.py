@@ -7,7 +7,7 @@ estimate (:func:`nas.memory.training_bytes` / :func:`inference_bytes`, less the 
 already counted in the built model) should be close to it and above it, since commands
 refuse work whose estimate exceeds the memory available.
 
-    python3 benchmarks/bench_memory_estimate.py        # writes benchmarks/results/memory_estimate.json
+    python3 benchmarks/bench_memory_estimate.py   # writes benchmarks/results/memory_estimate.json
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def measure(name: str, resolution: int, batch: int, mode: str) -> dict:
 
     genome = presets.get(name)
     shape = {"resolution": resolution, "batch": batch, "num_classes": 10, "in_channels": 1}
-    estimate = training_bytes(genome, **shape) if mode == "train" else inference_bytes(genome, **shape)
+    estimate = (training_bytes(genome, **shape) if mode == "train"
+                else inference_bytes(genome, **shape))
     weights = FLOAT_BYTES * cost(genome, resolution, 10, 1).params  # in the built model already
     done = subprocess.run([sys.executable, "-c", _MEASURE, name, str(resolution), str(batch), mode],
                           capture_output=True, text=True, check=True, cwd=ROOT,
