@@ -14,6 +14,10 @@ build, and the seed a fresh study gets: the same TPE (multivariate, constant lia
 startup trials from ``--n-trials``), NSGA-II, random and evolution. A query is a trial,
 as ``--n-trials`` counts them, so a duplicate architecture costs one too.
 
+``--noisy`` (regret and sweep, into another ``--out``) makes each query read one recorded
+training run drawn at random, the package's own query, as a real search sees one noisy
+training; the regret is then that of the cell that scored best, by its mean accuracy.
+
 Sections (each resumable: a rerun skips the runs the results file already has):
 
 - ``regret``: simple regret (best possible validation accuracy minus the best found so

@@ -1,6 +1,6 @@
 """benchmarks/bench_nasbench201.py on one dataset, 3 seeds and 20 queries: regret curves
-that only fall, values the table holds, a resumed file, and a one-line refusal when the
-tables are missing."""
+that only fall, values the table holds, a resumed file, noisy queries, and a one-line
+refusal when the tables are missing."""
 
 from __future__ import annotations
 
