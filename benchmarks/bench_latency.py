@@ -106,7 +106,8 @@ def search(args) -> None:
     target = b0_timing.seconds
     runs = Path(args.runs)
     config = SearchConfig(target=target, metric="latency", evaluator="proxy-train",
-                          n_trials=args.n_trials, seed=args.seed, cost_window=args.cost_window,
+                          n_trials=args.n_trials, timeout=args.timeout, seed=args.seed,
+                          cost_window=args.cost_window,
                           study=f"latency-b0-w{args.cost_window:g}-s{args.seed}",
                           runs_dir=str(runs), latency_table=str(table_file("torch")))
     started = time.perf_counter()
@@ -134,8 +135,8 @@ def search(args) -> None:
     print(json.dumps({k: {x: y for x, y in v.items() if x != "genome"}
                       for k, v in rows.items()}, indent=2), f"\nlatency ratio {ratio:.3f}")
     save("search", {
-        "command": f"bench_latency.py search --n-trials {args.n_trials} --seed {args.seed} "
-                   f"--cost-window {args.cost_window}",
+        "command": f"bench_latency.py search --n-trials {args.n_trials} --timeout "
+                   f"{args.timeout} --seed {args.seed} --cost-window {args.cost_window}",
         "target_ms": 1e3 * target, "search_seconds": round(search_seconds, 1),
         "counts": result.counts, "measured_top": result.latency_measured,
         "latency_ratio_searched_over_b0": ratio, **rows})
@@ -177,6 +178,8 @@ def main() -> None:
     p.add_argument("--n-trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cost-window", type=float, default=0.0)
+    p.add_argument("--timeout", type=float, help="seconds for the search (no trial starts "
+                   "that would overrun them)")
     p.add_argument("--runs", default=str(TABLES / "runs"))
     p.set_defaults(run=search)
     p = parts.add_parser("scale")
