@@ -16,7 +16,7 @@ from space import NasError
 
 from .outputs import command_outputs
 from .redact import mask_url, masked_streams, register_url
-from .signals import exit_code, handle_signals
+from .signals import exit_code, handle_signals, stopped
 
 # Order is the order of `nas --help`: the workflow from search to deployment.
 COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export",
@@ -79,6 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NasError as error:
         print(mask_url(f"nas {args.command}: error: {error}"), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except BaseException as error:
+        if not stopped(error):
+            raise
         print(f"nas {args.command}: interrupted", file=sys.stderr)
         return exit_code()

@@ -42,7 +42,7 @@ from .evolution import POPULATION_SIZE, RegularizedEvolutionSampler
 from .outputs import passing_machine_faults, publish
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
 from .reward import RewardSpec, reward
-from .signals import StopRequested, check_stop, handle_signals
+from .signals import StopRequested, check_stop, handle_signals, quiet_stops_in, stopped
 from .storage import (STALE_ATTR, StorageError, default_storage_url, fail_dead_local_workers,
                       mask_url, open_storage, wait_for_running_trials, worker_id)
 
@@ -261,6 +261,9 @@ class _Search:
         if not log.isEnabledFor(logging.INFO):
             # Optuna logs every trial at INFO; the progress bar and summary say it better.
             optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # A second Ctrl-C may land inside Optuna's trial bookkeeping, which would log the
+        # trial as failed with a traceback.
+        quiet_stops_in("optuna")
         self.space = (SearchSpace.from_file(config.space_path) if config.space_path
                       else SearchSpace.default())
         self.resolution = config.resolution or self.space.resolution
@@ -552,7 +555,9 @@ class _Search:
                 used = new_used
                 if trial is not None:
                     self._report_trial(trial, progress)
-        except KeyboardInterrupt:
+        except BaseException as error:
+            if not stopped(error):
+                raise
             interrupted = True
             progress.write("interrupted: writing what the study holds so far")
         finally:

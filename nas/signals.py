@@ -20,12 +20,14 @@ otherwise not be stopped with Ctrl-C's signal.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
 from typing import Iterator, Optional
 
-__all__ = ["StopRequested", "handle_signals", "stop_requested", "check_stop", "exit_code"]
+__all__ = ["StopRequested", "handle_signals", "stop_requested", "check_stop", "stopped",
+           "quiet_stops_in", "exit_code"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -99,6 +101,37 @@ def check_stop() -> None:
     name = stop_requested()
     if name is not None:
         raise StopRequested(name)
+
+
+def stopped(error: BaseException) -> bool:
+    """Whether ``error`` is a stop request or arose while one was being raised: a raise
+    landing inside library code can surface as another exception (inside Optuna's trial
+    bookkeeping, a ``StopRequested`` became an ``UnboundLocalError``)."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class _QuietStops(logging.Filter):
+    """Drops a library's records once a stop was requested: they report what the stop
+    broke (Optuna logs a trial that a second signal interrupted as failed, with its
+    traceback), and a stop is not a failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return stop_requested() is None and (error is None or not stopped(error))
+
+
+def quiet_stops_in(logger_name: str) -> None:
+    """Keep the handlers of ``logger_name`` quiet about a stop."""
+    for handler in logging.getLogger(logger_name).handlers:
+        if not any(isinstance(f, _QuietStops) for f in handler.filters):
+            handler.addFilter(_QuietStops())
 
 
 def exit_code() -> int:

@@ -114,22 +114,28 @@ def test_sigint_stops_a_search_started_with_sigint_ignored_and_writes_outputs(tm
     assert "0 complete" in out  # the summary was printed
 
 
-def test_a_second_sigterm_stops_a_search_at_once_without_a_traceback(tmp_path, capfd):
+@pytest.mark.parametrize("count", [1, 2])
+def test_sigterm_stops_a_search_cleanly_and_a_second_one_at_once(tmp_path, capfd, count):
     argv = _search_argv(tmp_path)
 
-    def signal_twice() -> None:
+    def send() -> None:
         _wait_for_training(tmp_path / "runs" / "s" / "study.db")
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(count):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)
 
-    sender = threading.Thread(target=signal_twice, daemon=True)
+    sender = threading.Thread(target=send, daemon=True)
     sender.start()
     assert main(argv) == 128 + signal.SIGTERM
     sender.join()
-    err = capfd.readouterr().err
+    out, err = capfd.readouterr()
     assert "Traceback" not in err and "Exception ignored" not in err
     assert "SIGTERM: stopping at the next safe point" in err
+    if count == 1:  # the trial is failed cleanly and the outputs are written
+        rows = list(csv.DictReader((tmp_path / "runs" / "s" / "trials.csv").open()))
+        assert [(row["state"], row["note"]) for row in rows] == [
+            ("PRUNED", "interrupted by SIGTERM during its evaluation; not counted")]
+        assert "no trial completed yet" in out
 
 
 def _deliver(signum: int) -> None:
