@@ -438,6 +438,7 @@ ROWS = [
                                          "{d}/no_table.json", "--evaluator", "naswot",
                                          "--runs", "{d}/runs"], "nas latency build"),
     # latency
+    ("latency", "unknown-flag", ["latency", "build", "--bogus"], "--bogus"),
     ("latency", "truncated-table", ["latency", "check", "--table",
                                     "{d}/truncated_table.json"], "truncated"),
     ("latency", "no-cuda", ["latency", "build", "--backend", "cuda", "--table",
