@@ -105,16 +105,16 @@ def search(args) -> None:
         table.settings)
     target = b0_timing.seconds
     runs = Path(args.runs)
-    config = SearchConfig(target=target, metric="latency", evaluator="proxy-train",
+    config = SearchConfig(target=target, metric="latency", evaluator=args.evaluator,
                           n_trials=args.n_trials, timeout=args.timeout, seed=args.seed,
                           cost_window=args.cost_window,
-                          study=f"latency-b0-w{args.cost_window:g}-s{args.seed}",
+                          study=f"latency-b0-{args.evaluator}-w{args.cost_window:g}-s{args.seed}",
                           runs_dir=str(runs), latency_table=str(table_file("torch")))
     started = time.perf_counter()
     result = run_search(config)
     search_seconds = time.perf_counter() - started
     best = Genome.from_dict(result.best.user_attrs["genome"])
-    evaluator = make_evaluator("proxy-train", seed=args.seed)
+    evaluator = make_evaluator(args.evaluator, seed=args.seed)
     b0_accuracy = evaluator.evaluate(b0)
     # B0 and the searched genome timed together, interleaved, for a fair ratio.
     pair = measure_networks([Network("efficientnet-b0", b0, 224, NUM_CLASSES, IN_CHANNELS),
@@ -128,15 +128,16 @@ def search(args) -> None:
         rows[name] = {"measured_ms": 1e3 * timing.seconds,
                       "predicted_ms": 1e3 * predictor.seconds(genome, 224, NUM_CLASSES,
                                                               IN_CHANNELS),
-                      "proxy_accuracy": accuracy,
+                      "score": accuracy, "evaluator": args.evaluator,
                       "flops": cost(genome, 224, NUM_CLASSES, IN_CHANNELS).flops,
                       "genome": genome.to_dict()}
     ratio = rows["searched"]["measured_ms"] / rows["efficientnet-b0"]["measured_ms"]
     print(json.dumps({k: {x: y for x, y in v.items() if x != "genome"}
                       for k, v in rows.items()}, indent=2), f"\nlatency ratio {ratio:.3f}")
     save("search", {
-        "command": f"bench_latency.py search --n-trials {args.n_trials} --timeout "
-                   f"{args.timeout} --seed {args.seed} --cost-window {args.cost_window}",
+        "command": f"bench_latency.py search --evaluator {args.evaluator} --n-trials "
+                   f"{args.n_trials} --timeout {args.timeout} --seed {args.seed} "
+                   f"--cost-window {args.cost_window}",
         "target_ms": 1e3 * target, "search_seconds": round(search_seconds, 1),
         "counts": result.counts, "measured_top": result.latency_measured,
         "latency_ratio_searched_over_b0": ratio, **rows})
@@ -178,6 +179,7 @@ def main() -> None:
     p.add_argument("--n-trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cost-window", type=float, default=0.0)
+    p.add_argument("--evaluator", default="proxy-train")
     p.add_argument("--timeout", type=float, help="seconds for the search (no trial starts "
                    "that would overrun them)")
     p.add_argument("--runs", default=str(TABLES / "runs"))
