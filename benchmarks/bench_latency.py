@@ -13,6 +13,8 @@ benchmarks/results/latency.json (one section per part, written as it finishes):
            same seed)
   scale    the searched genome scaled to three latency budgets: predicted against
            measured per member
+  repeat   the noise floor: the table's fit networks measured twice more, against each
+           other, against the build's measurement and against the fitted line
 
 Run each under the shared lock (`flock /tmp/nas-heavy.lock python3 benchmarks/bench_latency.py
 build`). Tables are written to runs/latency-bench/ (git-ignored, machine-specific).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -160,6 +163,32 @@ def scale(args) -> None:
                                   "members": report["members"]})
 
 
+def repeat(args) -> None:
+    """Noise floor: the table's own fit networks measured again, twice, minutes after the
+    build; how far two measurements of one network lie apart, beside the fit's residuals."""
+    table = LatencyTable.load(table_file(args.backend))
+    predictor = Predictor(table)
+    networks = [Network(n["genome"].get("name") or f"network-{i}",
+                        Genome.from_dict(n["genome"]), n["resolution"], n["num_classes"],
+                        n["in_channels"]) for i, n in enumerate(table.networks)]
+    passes = [measure_networks(networks, table.settings) for _ in range(2)]
+    rows = []
+    for index, network in enumerate(networks):
+        predicted = predictor.seconds(network.genome, network.resolution, NUM_CLASSES,
+                                      IN_CHANNELS)
+        build = table.networks[index]["seconds"]
+        first, second = (p[index].seconds for p in passes)
+        rows.append({"network": network.label, "predicted_ms": 1e3 * predicted,
+                     "build_ms": 1e3 * build, "again_ms": [1e3 * first, 1e3 * second],
+                     "again_vs_again": second / first - 1, "again_vs_build": first / build - 1,
+                     "fit_residual": predicted / build - 1})
+    summary = {key: statistics.median(abs(row[key]) for row in rows)
+               for key in ("again_vs_again", "again_vs_build", "fit_residual")}
+    print(json.dumps(summary, indent=2))
+    save(f"repeat_{args.backend}", {"command": f"bench_latency.py repeat --backend {args.backend}",
+                                    "median_abs": summary, "rows": rows})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parts = parser.add_subparsers(dest="part", required=True)
@@ -175,6 +204,9 @@ def main() -> None:
     p.add_argument("--random", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(run=check)
+    p = parts.add_parser("repeat")
+    p.add_argument("--backend", default="torch")
+    p.set_defaults(run=repeat)
     p = parts.add_parser("search")
     p.add_argument("--n-trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
