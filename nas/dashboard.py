@@ -266,7 +266,7 @@ def serve(location: StudyLocation, *, host: str = LOOPBACK, port: int = 0,
     listens. Artifacts (genome JSON, diagrams) come from the run folder's store."""
     from optuna_dashboard import wsgi  # imported late: it pulls in a web framework
 
-    # Screened genomes (nine in ten trials of a default search) are left out: the page
+    # Screened genomes (most trials of a search with a cost window) are left out: the page
     # lists the evaluated trials, and `nas report` and trials.csv count the others.
     storage = hide_screened(open_storage(location.storage_url, read_only=True))
     index_trial_lookups()  # each trial's note and artifacts found by trial, not by a scan
