@@ -189,22 +189,24 @@ def test_indexed_trial_lookups_serialise_every_trial_as_optuna_dashboard_does(re
         assert indexed(study._study_id, trial, attrs) == original(study._study_id, trial, attrs)
 
 
-def test_view_of_a_storage_without_sql_filters_in_memory(tmp_path):
-    """A journal storage is replayed into memory: the view filters the trials there."""
+@pytest.mark.parametrize("kind", ["journal", "postgresql"])
+def test_view_on_a_journal_and_on_postgresql(kind, tmp_path, request):
+    """A journal storage is replayed into memory and the view filters it there; on
+    PostgreSQL the view's queries run as on SQLite."""
     from nas.storage import open_storage
     from nas.study_view import hide_screened
 
-    url = f"journal:{tmp_path / 'study.log'}"
-    study = optuna.create_study(study_name="j", storage=open_storage(url))
+    url = (f"journal:{tmp_path / 'study.log'}" if kind == "journal"
+           else request.getfixturevalue("postgres_url"))
+    study = optuna.create_study(study_name=f"view-{kind}", storage=open_storage(url))
     rng = random.Random(1)
     space = SearchSpace.default()
     study.add_trials([_screened_record(space, rng, prescreened=i == 0) for i in range(3)])
     study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"accuracy": 0.5}))
     assert [t.number for t in evaluated_trials(study)] == [3]
-    screened = count_screened(study)
-    assert (screened.window, screened.prescreened, screened.total) == (2, 1, 3)
-    storage = hide_screened(open_storage(url))
-    assert [t.number for t in storage.get_all_trials(study._study_id)] == [3]
+    assert count_screened(study) == ScreenedCount(window=2, prescreened=1)
+    view = hide_screened(open_storage(url, read_only=True))
+    assert [t.number for t in view.get_all_trials(study._study_id)] == [3]
 
 
 def test_dashboard_view_drops_a_trial_screened_after_it_was_read_running(tmp_path):
@@ -225,18 +227,3 @@ def test_dashboard_view_drops_a_trial_screened_after_it_was_read_running(tmp_pat
     study.tell(running, state=TrialState.PRUNED)
     later = study.ask()
     assert [t.number for t in view.get_all_trials(study._study_id)] == [done.number, later.number]
-
-
-def test_view_queries_run_on_postgresql(postgres_url):
-    from nas.storage import open_storage
-    from nas.study_view import hide_screened
-
-    study = optuna.create_study(study_name="view-pg", storage=open_storage(postgres_url))
-    rng = random.Random(2)
-    space = SearchSpace.default()
-    study.add_trials([_screened_record(space, rng, prescreened=i == 0) for i in range(3)])
-    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"accuracy": 0.5}))
-    assert [t.number for t in evaluated_trials(study)] == [3]
-    assert count_screened(study) == ScreenedCount(window=2, prescreened=1)
-    view = hide_screened(open_storage(postgres_url, read_only=True))
-    assert [t.number for t in view.get_all_trials(study._study_id)] == [3]
