@@ -9,7 +9,7 @@ on each of 730 evaluated trials, 1.6 million prefix tests and half the request's
 the attributes of that trial alone, grouped once per request; what it reads, and so what
 the page shows, is unchanged.
 
-It replaces ``optuna_dashboard._serializer.serialize_frozen_trial`` (0.16 to 0.21 call it so);
+It replaces ``optuna_dashboard._serializer.serialize_frozen_trial`` (so named in 0.21);
 with another version of optuna-dashboard that lacks it, nothing is replaced and the
 dashboard works as before, only slower on large studies.
 """
