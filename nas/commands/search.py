@@ -56,8 +56,8 @@ def register(subparsers) -> None:
                         help="use a latency table measured on another machine (with a warning)")
     target.add_argument("--metric", choices=METRICS, default="flops",
                         help="cost in the reward: multiply-adds at deployment resolution "
-                             "(default), parameters, activations, or latency measured here "
-                             "(batch 1, median of warm runs)")
+                             "(default), parameters, activations, or latency predicted by "
+                             "this machine's latency table (see --target-latency)")
     target.add_argument("--reward", choices=sorted(REWARD_PRESETS), default="soft",
                         help="soft: alpha=beta=-0.07 (MnasNet, EfficientNet); hard: alpha=0, "
                              "beta=-1")
