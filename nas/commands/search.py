@@ -211,6 +211,11 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
           f"{unit}, "
           f"{100 * (attrs['cost'] / config.target - 1):+.1f}%")
     print(genome_table(genome))
+    if result.latency_measured:
+        from ..latency.use import measured_table
+
+        print(f"\nlatency of the best trials, measured whole here "
+              f"({result.run_dir / 'latency.json'}):\n{measured_table(result.latency_measured)}")
     if result.pareto:
         print(f"\nPareto front ({len(result.pareto)} trials, accuracy vs {unit}):")
         for trial in result.pareto:
@@ -218,10 +223,5 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
                   f"accuracy {trial.user_attrs['accuracy']:.4f}")
         print(f"written: {result.run_dir / 'pareto.json'}")
     best_path = result.run_dir / "best.json"
-    if result.latency_measured:
-        from ..latency.use import measured_table
-
-        print(f"\nlatency of the best trials, measured whole here "
-              f"({result.run_dir / 'latency.json'}):\n{measured_table(result.latency_measured)}")
     print(f"\nwritten: {best_path}, {result.run_dir / 'trials.csv'}")
     print(f"next: nas scale --genome {best_path} --phi 0..7")
