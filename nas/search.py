@@ -106,11 +106,11 @@ class SearchConfig:
     storage: Optional[str] = None
     runs_dir: str = "runs"
     space_path: Optional[str] = None
-    quiet: bool = False
     # metric "latency": the table that prices genomes (nas.latency), refused when measured
     # on another machine unless allow_foreign_table
     latency_table: Optional[str] = None
     allow_foreign_table: bool = False
+    quiet: bool = False
 
     def __post_init__(self) -> None:
         if self.sampler is None:
@@ -167,8 +167,8 @@ class SearchResult:
     wall_seconds: float = 0.0
     interrupted: bool = False
     out_of_time: bool = False  # stopped by --timeout before the trial budget was used
-
     latency_measured: list[dict] = field(default_factory=list)  # metric latency: best, measured
+
 
 def default_study_name(config: SearchConfig) -> str:
     """``fashion-mnist-400M-proxy-train``: the study a repeated command resumes."""
@@ -284,7 +284,6 @@ class _Search:
             config.active_prescreen, dataset=config.dataset, data_dir=config.data_dir,
             resolution=config.proxy_resolution, val_size=config.proxy_val_size,
             seed=config.seed)
-        _check_space_fits(self.space, config, self._metric_of)
         self.latency = None
         if config.metric == "latency":
             from .latency.use import SearchLatency, table_path
@@ -294,6 +293,7 @@ class _Search:
                 space=self.space, space_path=config.space_path, resolution=self.resolution,
                 num_classes=self.evaluator.num_classes, in_channels=self.evaluator.in_channels)
             self.latency.check_target(config.target, config.cost_window)
+        _check_space_fits(self.space, config, self._metric_of)
         self.storage_url = config.storage or default_storage_url(self.run_dir)
         # A storage the user names is opened before anything is created on disk, so a
         # bad URL or password leaves no empty run folder behind.

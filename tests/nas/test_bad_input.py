@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 
 from nas.cli import COMMANDS
+from nas.redact import password_of
 
 from _hostile_files import hostile_files
-from nas.redact import password_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SPACE = (REPO / "space" / "default_space.toml").read_text()
