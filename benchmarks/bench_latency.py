@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -47,8 +48,8 @@ NUM_CLASSES, IN_CHANNELS = 10, 1
 def save(section: str, data: dict) -> None:
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[section] = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch "
-                                   f"threads, {platform.python_version()}; a shared 2-core "
-                                   "machine, other jobs running",
+                                   f"threads, {platform.python_version()}; load average "
+                                   f"{os.getloadavg()[0]:.2f} when written",
                         "when": time.strftime("%Y-%m-%d %H:%M"), **data}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
