@@ -138,7 +138,8 @@ def search(args) -> None:
     ratio = rows["searched"]["measured_ms"] / rows["efficientnet-b0"]["measured_ms"]
     print(json.dumps({k: {x: y for x, y in v.items() if x != "genome"}
                       for k, v in rows.items()}, indent=2), f"\nlatency ratio {ratio:.3f}")
-    save("search", {
+    # one section per evaluator, so a proxy-trained search does not replace the zero-cost one
+    save(f"search_{args.evaluator}", {
         "command": f"bench_latency.py search --evaluator {args.evaluator} --n-trials "
                    f"{args.n_trials} --timeout {args.timeout} --seed {args.seed} "
                    f"--cost-window {args.cost_window}",
@@ -149,8 +150,9 @@ def search(args) -> None:
 
 def scale(args) -> None:
     results = json.loads(RESULTS.read_text())
-    genome = Genome.from_dict(results["search"]["searched"]["genome"])
-    base_ms = results["search"]["searched"]["predicted_ms"]
+    searched = results[f"search_{args.search}"]["searched"]
+    genome = Genome.from_dict(searched["genome"])
+    base_ms = searched["predicted_ms"]
     budgets = ",".join(f"{factor * base_ms:.2f}ms" for factor in (1.5, 2.5, 4.0))
     started = time.perf_counter()
     plan = LatencyBudgets(genome, budgets, table=str(table_file("torch")), allow_foreign=False,
@@ -219,6 +221,8 @@ def main() -> None:
     p.set_defaults(run=search)
     p = parts.add_parser("scale")
     p.add_argument("--method", default="compound")
+    p.add_argument("--search", default="naswot",
+                   help="the evaluator of the search whose best genome is scaled")
     p.set_defaults(run=scale)
     args = parser.parse_args()
     args.run(args)
