@@ -30,3 +30,15 @@ def test_budgets_out_of_reach_say_why():
         phi_for_budget(B0, 1e6, flops, describe="{:.0f}".format)
     with pytest.raises(ScalingError, match="largest member"):
         phi_for_budget(B0, 1e30, flops, "official")
+
+
+def test_a_cost_bump_between_doublings_does_not_hide_larger_members_that_fit():
+    # As the latency table priced 232 px above 248 px: members at 232 px cost 1.5x more,
+    # so phi 0.16 and 0.32 are over the budget and phi 0.64 (248 px, 2.11x) is under it.
+    def bumpy(genome):
+        return flops(genome) * (1.5 if genome.resolution == 232 else 1.0)
+
+    budget = 2.5 * flops(B0)
+    phi, predicted = phi_for_budget(B0, budget, bumpy, "compound")
+    assert scale(B0, phi, "compound").resolution > 232
+    assert predicted == bumpy(scale(B0, phi, "compound")) <= budget
