@@ -8,7 +8,7 @@ categorical parameters and reads the architecture's validation accuracy, the mea
 the training seeds the table records, so the oracle is deterministic and the best
 possible accuracy is known.
 
-Every sampler comes from ``nas.search._make_sampler``, the factory ``nas search`` uses,
+Every sampler comes from ``nas.search.make_sampler``, the factory ``nas search`` uses,
 given the ``SearchConfig`` a ``nas search --sampler NAME --seed S --n-trials Q`` would
 build, and the seed a fresh study gets: the same TPE (multivariate, constant liar,
 startup trials from ``--n-trials``), NSGA-II, random and evolution. A query is a trial,
@@ -61,7 +61,7 @@ import optuna
 from tqdm import tqdm
 
 from nas.common import atomic_write_text, format_table
-from nas.search import SAMPLERS, SearchConfig, _make_sampler
+from nas.search import SAMPLERS, SearchConfig, make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "nasbench201.json"
@@ -148,7 +148,7 @@ def _study(config: SearchConfig) -> optuna.Study:
     directions = ["maximize", "minimize"] if config.objective == "multi" else ["maximize"]
     # A fresh study's seed is the configured one (nas.search._Search._open_study).
     return optuna.create_study(directions=directions,
-                               sampler=_make_sampler(config, config.seed))
+                               sampler=make_sampler(config, config.seed))
 
 
 def regret_run(table: Table, config: SearchConfig, noisy: bool = False) -> dict:

@@ -47,7 +47,7 @@ from .storage import (STALE_ATTR, StorageError, default_storage_url, fail_dead_l
                       mask_url, open_storage, wait_for_running_trials, worker_id)
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
-           "default_study_name", "budget_used", "write_outputs"]
+           "default_study_name", "budget_used", "write_outputs", "make_sampler"]
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,9 @@ def budget_used(trials: list[FrozenTrial]) -> int:
     return len(_budget_holders(trials))
 
 
-def _make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
+    """The sampler ``nas search`` runs for ``config``; public so that benchmarks measure
+    exactly this configuration (benchmarks/bench_nasbench201.py)."""
     if config.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if config.sampler == "nsga2":
@@ -348,7 +350,7 @@ class _Search:
         try:
             study = optuna.create_study(
                 study_name=self.study_name, storage=storage, load_if_exists=True,
-                directions=directions, sampler=_make_sampler(self.config, seed),
+                directions=directions, sampler=make_sampler(self.config, seed),
                 pruner=_make_pruner(self.config))
         except ValueError as error:
             raise UsageError(f"study {self.study_name!r}: {error}") from None
