@@ -14,9 +14,9 @@ from space import Genome, NasError, presets
 
 from .outputs import make_folders, publish
 
-__all__ = ["UsageError", "parse_count", "parse_seed", "MAX_SEED", "format_count", "load_genome", "atomic_write_text",
-           "atomic_write_bytes", "atomic_write_json", "json_bytes", "format_table",
-           "check_writable_dir", "die_with_parent"]
+__all__ = ["UsageError", "parse_count", "parse_seed", "MAX_SEED", "format_count", "load_genome",
+           "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "json_bytes",
+           "format_table", "check_writable_dir", "die_with_parent"]
 
 
 class UsageError(NasError):
