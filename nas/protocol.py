@@ -7,13 +7,14 @@ loop catches :class:`EvaluationFailed` before any model exists, while ``nas.eval
 
 from __future__ import annotations
 
+import dataclasses
+
+from .settings import ProxySettings
+
 EVALUATORS = ("proxy-train", "naswot", "synflow", "grad-norm")
-# The default proxy: 3 epochs on 10,000 training images at 32 px, AdamW (peak 7.8e-3),
-# one-cycle, batch 128, validated on 5,000 held-out training images. Batch 128 beat 64
-# and 256 at equal time (more steps than 256, faster images than 64); see
-# docs/training.md. benchmarks/bench_proxy.py measures EfficientNet-B0 under it.
-PROXY_DEFAULTS = {"resolution": 32, "subset": 10000, "epochs": 3, "batch_size": 128,
-                  "val_size": 5000}
+# The default proxy protocol as a plain dict, for the files that record it; its settings
+# (defaults, help, bounds) are declared once, in nas.settings.ProxySettings.
+PROXY_DEFAULTS = dataclasses.asdict(ProxySettings())
 ZERO_COST_BATCH = 64
 # Zero-cost scores that can decide which genomes of the target window are worth a proxy
 # training (--prescreen). naswot is the default: at 16 random genomes it ranked them
