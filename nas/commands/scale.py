@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import logging
-import math
 import re
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
-from scaling import (DEFAULT_CANDIDATES, METHODS, Coefficients, GridResult, Member,
-                     coefficient_warning, family, grid_search, resolve_coefficients)
+from scaling import (DEFAULT_CANDIDATES, METHODS, Coefficients, GridResult, grid_search,
+                     resolve_coefficients)
 from space import Genome, presets
 
-from ..common import (UsageError, check_writable_dir, format_count, format_table, load_genome,
-                      parse_seed)
+from ..common import UsageError, check_writable_dir, load_genome, parse_seed
+from ..family import (CostContext, cost_context, family_files, family_table, grid_csv,
+                      grid_table, grow, nan_on_failure)
 from ..outputs import publish
 
 EXAMPLES = """\
@@ -33,8 +29,6 @@ examples:
 # A phi past this cannot give a genome that space.Genome accepts with any method (the
 # layer and channel limits are hit long before), so larger ranges are typos.
 MAX_PHI = 64
-
-logger = logging.getLogger(__name__)
 
 _PHI_ITEM = re.compile(r"^(\d+)(?:\.\.(\d+))?$")
 
@@ -64,10 +58,13 @@ def register(subparsers) -> None:
                         help="compound: resolution coefficient (default 1.15)")
     parser.add_argument("--coefficients", metavar="FILE",
                         help="compound alpha/beta/gamma from a JSON file (as --grid writes)")
-    parser.add_argument("--num-classes", type=int, default=1000,
-                        help="classes for the reported costs (default 1000, as the papers)")
-    parser.add_argument("--in-channels", type=int, default=3,
-                        help="input channels for the reported costs (default 3)")
+    parser.add_argument("--num-classes", type=int,
+                        help="classes for the reported costs (default: the genome's search "
+                             "context, which a searched best.json records; else 1000, as "
+                             "the papers)")
+    parser.add_argument("--in-channels", type=int,
+                        help="input channels for the reported costs (default: the genome's "
+                             "search context; else 3)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the genome "
                         "file's folder; runs/<preset>-family/ for a preset)")
     latency = parser.add_argument_group("scaling to latency budgets (instead of --phi)")
@@ -174,13 +171,15 @@ def run(args: argparse.Namespace) -> int:
     if phis is None and not args.grid and args.target_latency is None:
         raise UsageError("--phi is required (e.g. --phi 0..7), unless --grid only searches "
                          "the coefficients or --target-latency chooses the members")
-    if args.num_classes < 1 or args.in_channels < 1:
+    if (args.num_classes is not None and args.num_classes < 1) or \
+            (args.in_channels is not None and args.in_channels < 1):
         raise UsageError("--num-classes and --in-channels must be >= 1")
     if args.grid and (args.method != "compound" or any(
             value is not None for value in (args.alpha, args.beta, args.gamma))):
         raise UsageError("--grid searches the compound coefficients; drop --method, --alpha, "
                          "--beta and --gamma")
     genome = load_genome(args.genome)
+    context = cost_context(genome, args.num_classes, args.in_channels)
     coefficients = resolve_coefficients(args.method, **_coefficient_args(args))
     out = Path(args.out) if args.out else _default_out(args.genome)
     if out.exists() and not out.is_dir():
@@ -191,22 +190,21 @@ def run(args: argparse.Namespace) -> int:
 
         budgets = LatencyBudgets(genome, args.target_latency, table=args.latency_table,
                                  allow_foreign=args.allow_foreign_table, method=args.method,
-                                 coefficients=coefficients, num_classes=args.num_classes,
-                                 in_channels=args.in_channels)
+                                 coefficients=coefficients, num_classes=context.num_classes,
+                                 in_channels=context.in_channels)
         phis = budgets.phis
     files: dict[str, bytes] = {}
     if args.grid:
-        result = _grid(args, genome)
+        result = _grid(args, genome, context)
         coefficients = result.coefficients.to_dict()
         files["coefficients.json"] = result.coefficients.to_json().encode()
-        files["grid.csv"] = _grid_csv(result).encode()
+        files["grid.csv"] = grid_csv(result).encode()
     if phis is not None:
-        members = family(genome, phis, args.method, **coefficients,
-                         num_classes=args.num_classes, in_channels=args.in_channels)
-        _print_family(genome, args, coefficients, members)
-        files.update(_family_files(genome, args, coefficients, members))
+        grown = grow(genome, phis, args.method, coefficients, context)
+        print(family_table(grown))
+        files.update(family_files(grown))
     if budgets is not None:
-        files["latency.json"] = budgets.report(members)
+        files["latency.json"] = budgets.report(grown.members)
     _check_not_input(out, files, args.genome)
     check_writable_dir(out)
     # All files or none: a full disk or a signal never leaves a family mixed from two runs.
@@ -229,162 +227,18 @@ def _check_not_input(out: Path, files: dict[str, bytes], genome_spec: str) -> No
 # -- grid search -------------------------------------------------------------------------
 
 
-def _grid(args: argparse.Namespace, genome: Genome) -> GridResult:
-    candidates = _parse_values(args.grid_values)
-    evaluate = _make_evaluate(args)
-    result = grid_search(genome, evaluate, candidates=candidates, tolerance=args.tolerance,
-                         num_classes=args.num_classes, in_channels=args.in_channels,
-                         progress=True)
-    print(f"grid search at phi = 1 with the {args.evaluator} evaluator: {len(result.rows)} "
-          f"triples with alpha*beta^2*gamma^2 within {args.tolerance:.0%} of 2")
-    print(format_table(
-        ["alpha", "beta", "gamma", "a*b^2*g^2", "multiply-adds", "score", ""],
-        [[f"{row.alpha:g}", f"{row.beta:g}", f"{row.gamma:g}", f"{row.product:.3f}",
-          format_count(row.flops), f"{row.score:.4f}", "<- chosen" if row == result.best else ""]
-         for row in result.rows]))
-    best = result.best
-    print(f"chosen: alpha {best.alpha:g}, beta {best.beta:g}, gamma {best.gamma:g} "
-          f"(alpha*beta^2*gamma^2 = {best.product:.3f}, score {best.score:.4f})\n")
-    return result
-
-
-def _make_evaluate(args: argparse.Namespace) -> Callable[[Genome], float]:
+def _grid(args: argparse.Namespace, genome: Genome, context: CostContext) -> GridResult:
     # Imported here: the evaluators pull in the data and training code, which plain
     # scaling never needs.
-    from ..evaluators import EvaluationFailed, make_evaluator
+    from ..evaluators import make_evaluator
 
     evaluator = make_evaluator(args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
                                resolution=args.proxy_resolution, subset=args.proxy_subset,
                                epochs=args.proxy_epochs, batch_size=args.batch_size,
                                seed=args.seed)
-
-    def evaluate(genome: Genome) -> float:
-        try:
-            return evaluator.evaluate(genome)
-        except EvaluationFailed as error:
-            # One bad grid point should not end the search; NaN never wins (grid_search).
-            logger.warning("%s: evaluation failed (%s); scored NaN", genome.name, error.reason)
-            return math.nan
-
-    return evaluate
-
-
-def _grid_csv(result: GridResult) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["alpha", "beta", "gamma", "product", "flops", "score", "chosen"])
-    for row in result.rows:
-        writer.writerow([row.alpha, row.beta, row.gamma, f"{row.product:.6f}", row.flops,
-                         row.score, int(row == result.best)])
-    return buffer.getvalue()
-
-
-# -- the family ---------------------------------------------------------------------------
-
-
-def _describe(method: str, coefficients: dict[str, float]) -> str:
-    if method == "compound":
-        a, b, g = coefficients["alpha"], coefficients["beta"], coefficients["gamma"]
-        return (f"compound scaling, alpha {a:g}, beta {b:g}, gamma {g:g} "
-                f"(alpha*beta^2*gamma^2 = {a * b * b * g * g:.3f})")
-    if method == "fast":
-        return f"fast compound scaling, a = {coefficients['alpha']:g} (multiply-adds x2 per phi)"
-    if method == "official":
-        return "the official EfficientNet B0-B7 table"
-    return f"{method} alone (multiply-adds x2 per phi)"
-
-
-def _print_family(genome: Genome, args: argparse.Namespace, coefficients: dict[str, float],
-                  members: Sequence[Member]) -> None:
-    print(f"{genome.name or 'genome'} scaled with {_describe(args.method, coefficients)}; "
-          f"costs per image at each member's resolution, {args.in_channels} input "
-          f"channel(s), {args.num_classes} classes")
-    if args.method == "compound":
-        warning = coefficient_warning(**coefficients)
-        if warning:
-            print(f"warning: {warning}")
-    print(format_table(
-        ["phi", "name", "resolution", "depth", "width", "res", "multiply-adds", "params",
-         "activations", "vs b0"],
-        [[m.phi, m.name, m.resolution, f"{m.depth_multiplier:.3f}",
-          f"{m.width_multiplier:.3f}", f"{m.resolution_multiplier:.3f}",
-          format_count(m.cost.flops), format_count(m.cost.params),
-          format_count(m.cost.activations), f"{m.flops_ratio:.2f}x"] for m in members]))
-
-
-def _member_file(member: Member) -> str:
-    return f"b{member.phi:g}.json"
-
-
-def _family_files(genome: Genome, args: argparse.Namespace, coefficients: dict[str, float],
-                  members: Sequence[Member]) -> dict[str, bytes]:
-    files = {_member_file(m): (m.genome.to_json() + "\n").encode() for m in members}
-    rows = [{"phi": m.phi, "name": m.name, "file": _member_file(m),
-             "depth_multiplier": m.depth_multiplier, "width_multiplier": m.width_multiplier,
-             "resolution_multiplier": m.resolution_multiplier, "resolution": m.resolution,
-             "flops": m.cost.flops, "params": m.cost.params,
-             "activations": m.cost.activations, "flops_ratio": m.flops_ratio}
-            for m in members]
-    summary = {"method": args.method, "coefficients": coefficients, "base": genome.to_dict(),
-               "num_classes": args.num_classes, "in_channels": args.in_channels,
-               "members": rows}
-    files["family.json"] = (json.dumps(summary, indent=2) + "\n").encode()
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    files["family.csv"] = buffer.getvalue().encode()
-    title = f"{genome.name or 'genome'}: {_describe(args.method, coefficients)}"
-    files["family.png"] = _plot_png(members, title)
-    files["family.html"] = _plot_html(members, title).encode()
-    return files
-
-
-_SERIES = (("multiply-adds", lambda m: m.cost.flops), ("parameters", lambda m: m.cost.params),
-           ("activations", lambda m: m.cost.activations))
-
-
-def _plot_png(members: Sequence[Member], title: str) -> bytes:
-    # The Figure API without pyplot: no global figure state, no display backend needed.
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(13, 4.2), layout="constrained")
-    phis = [m.phi for m in members]
-    for axis, (label, value) in zip(figure.subplots(1, 3), _SERIES):
-        axis.plot(phis, [value(m) for m in members], marker="o", label=label)
-        if label == "multiply-adds":
-            base = members[0].cost.flops / members[0].flops_ratio
-            axis.plot(phis, [base * 2 ** phi for phi in phis], linestyle="--", color="grey",
-                      label="2^phi x B0")
-            axis.legend()
-        axis.set_yscale("log")
-        axis.set_xlabel("phi")
-        axis.set_title(label)
-        axis.grid(True, which="both", alpha=0.3)
-    figure.suptitle(title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
-
-
-def _plot_html(members: Sequence[Member], title: str) -> str:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    figure = make_subplots(rows=1, cols=3, subplot_titles=[label for label, _ in _SERIES])
-    phis = [m.phi for m in members]
-    names = [f"{m.name} ({m.resolution}px)" for m in members]
-    for column, (label, value) in enumerate(_SERIES, start=1):
-        figure.add_trace(go.Scatter(x=phis, y=[value(m) for m in members], mode="lines+markers",
-                                    name=label, text=names,
-                                    hovertemplate="%{text}<br>phi %{x}<br>%{y:,}<extra>"
-                                                  f"{label}</extra>"), row=1, col=column)
-        figure.update_yaxes(type="log", row=1, col=column)
-        figure.update_xaxes(title_text="phi", row=1, col=column)
-    base = members[0].cost.flops / members[0].flops_ratio
-    figure.add_trace(go.Scatter(x=phis, y=[base * 2 ** phi for phi in phis], mode="lines",
-                                name="2^phi x B0", line={"dash": "dash", "color": "grey"}),
-                     row=1, col=1)
-    figure.update_layout(title_text=title, height=460)
-    # include_plotlyjs=True embeds plotly.js, so the file opens offline.
-    return figure.to_html(include_plotlyjs=True, full_html=True)
+    result = grid_search(genome, nan_on_failure(evaluator),
+                         candidates=_parse_values(args.grid_values), tolerance=args.tolerance,
+                         num_classes=context.num_classes, in_channels=context.in_channels,
+                         progress=True)
+    print(grid_table(result, args.evaluator, args.tolerance))
+    return result
