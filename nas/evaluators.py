@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 import logging
 import math
 from typing import Any, Callable, Optional, Union
@@ -44,10 +45,12 @@ from torch import nn
 from space import Genome, build
 
 from .common import UsageError
+from .settings import ProxySettings, usage_errors
 from .data import Normalization, Split, load_dataset, preprocess, proxy_resolution, \
     split_train_val, take_subset
 from .memory import InsufficientMemory, check_fits, inference_bytes, training_bytes
-from .protocol import EVALUATORS, PROXY_DEFAULTS, ZERO_COST_BATCH, EvaluationFailed
+from .protocol import EVALUATOR_KINDS, EVALUATORS, PROXY_DEFAULTS, ZERO_COST_BATCH, \
+    EvaluationFailed
 from .train import TrainConfig, TrainingDiverged, fit
 
 __all__ = ["EVALUATORS", "EvaluationFailed", "Evaluator", "ProxyTrainEvaluator",
@@ -55,6 +58,10 @@ __all__ = ["EVALUATORS", "EvaluationFailed", "Evaluator", "ProxyTrainEvaluator",
            "PROXY_DEFAULTS"]
 
 log = logging.getLogger(__name__)
+
+# name -> class, filled as subclasses are defined (make_evaluator imports their module).
+_CLASSES: dict[str, type["Evaluator"]] = {}
+
 
 def _is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
@@ -66,15 +73,32 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 class Evaluator(abc.ABC):
     """Scores genomes on one dataset. ``num_classes`` and ``in_channels`` are the
-    dataset's (the search costs genomes with them)."""
+    dataset's (the search costs genomes with them). A subclass with a ``name`` is the
+    evaluator of that name in :data:`nas.protocol.EVALUATOR_KINDS`; :func:`make_evaluator`
+    makes it through :meth:`create`."""
 
     name: str = ""
-    is_accuracy: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _CLASSES[cls.name] = cls
+
+    @classmethod
+    def create(cls, *, proxy: ProxySettings, batch_size: Optional[int],
+               train_config: Optional[TrainConfig], common: dict[str, Any],
+               **extra: Any) -> "Evaluator":
+        """The evaluator for :func:`make_evaluator`'s arguments: ``proxy`` the checked
+        protocol, ``batch_size`` None where not given, ``common`` this class's keyword
+        arguments, ``extra`` what only some evaluators take (ignored by the rest)."""
+        return cls(**common)
+
+    @property
+    def is_accuracy(self) -> bool:
+        return EVALUATOR_KINDS[self.name].is_accuracy
 
     def __init__(self, *, dataset: str, data_dir: Union[str, None], resolution: int,
                  seed: int, device: Union[str, torch.device, None], quiet: bool) -> None:
-        if isinstance(resolution, bool) or not isinstance(resolution, int) or not 8 <= resolution <= 1024:
-            raise UsageError(f"proxy resolution {resolution!r} must be 8 to 1024 pixels")
         self.data = load_dataset(dataset, data_dir)
         self.resolution = resolution
         self.seed = seed
@@ -127,14 +151,18 @@ class ProxyTrainEvaluator(Evaluator):
     """Short training on a subset; the score is the validation accuracy in [0, 1]."""
 
     name = "proxy-train"
-    is_accuracy = True
+
+    @classmethod
+    def create(cls, *, proxy: ProxySettings, batch_size: Optional[int],
+               train_config: Optional[TrainConfig], common: dict[str, Any],
+               **extra: Any) -> Evaluator:
+        return cls(subset=proxy.subset, epochs=proxy.epochs,
+                   batch_size=batch_size or proxy.batch_size, val_size=proxy.val_size,
+                   train_config=train_config, **common)
 
     def __init__(self, *, subset: int, epochs: int, batch_size: int, val_size: int,
                  train_config: Optional[TrainConfig] = None, **common: Any) -> None:
         super().__init__(**common)
-        if epochs < 1 or batch_size < 2 or subset < 2:
-            raise UsageError(f"proxy epochs ({epochs}), batch size ({batch_size}) and subset "
-                             f"({subset}) must be at least 1, 2 and 2")
         train, self.val = split_train_val(self.data, val_size, self.seed)
         self.train = take_subset(train, subset, self.seed)
         self.config = dataclasses.replace(train_config or TrainConfig(), epochs=epochs,
@@ -182,10 +210,14 @@ class ProxyTrainEvaluator(Evaluator):
 class _ZeroCostEvaluator(Evaluator):
     """Scores one fixed, seeded mini-batch of training images at initialisation."""
 
+    @classmethod
+    def create(cls, *, proxy: ProxySettings, batch_size: Optional[int],
+               train_config: Optional[TrainConfig], common: dict[str, Any],
+               **extra: Any) -> Evaluator:
+        return cls(batch_size=batch_size or ZERO_COST_BATCH, val_size=proxy.val_size, **common)
+
     def __init__(self, *, batch_size: int, val_size: int, **common: Any) -> None:
         super().__init__(**common)
-        if batch_size < 2:
-            raise UsageError(f"zero-cost batch size {batch_size} must be at least 2")
         train, _ = split_train_val(self.data, val_size, self.seed)
         self.batch: Split = take_subset(train, batch_size, self.seed)
 
@@ -297,28 +329,32 @@ def _release_memory(device: torch.device) -> None:
 
 
 def make_evaluator(name: str, *, dataset: str = "fashion-mnist", data_dir: Optional[str] = None,
-                   resolution: int = PROXY_DEFAULTS["resolution"],
-                   subset: int = PROXY_DEFAULTS["subset"], epochs: int = PROXY_DEFAULTS["epochs"],
-                   batch_size: Optional[int] = None, seed: int = 0,
+                   resolution: Optional[int] = None, subset: Optional[int] = None,
+                   epochs: Optional[int] = None, batch_size: Optional[int] = None, seed: int = 0,
                    device: Union[str, torch.device, None] = None, quiet: bool = True,
-                   val_size: int = PROXY_DEFAULTS["val_size"],
-                   train_config: Optional[TrainConfig] = None) -> Evaluator:
+                   val_size: Optional[int] = None, train_config: Optional[TrainConfig] = None,
+                   proxy: Optional[ProxySettings] = None, **extra: Any) -> Evaluator:
     """An evaluator by name (one of :data:`EVALUATORS`).
 
-    ``resolution`` is the proxy resolution in pixels (a genome is evaluated at it times
-    its ``resolution_multiplier``); ``subset``, ``epochs`` and ``batch_size`` are the
-    proxy training's (``batch_size`` None: 128 for proxy-train, 64 images for the
+    ``proxy`` is the protocol (default :class:`~nas.settings.ProxySettings`); the keyword
+    arguments of the same names replace its fields: ``resolution`` is the proxy
+    resolution in pixels (a genome is evaluated at it times its
+    ``resolution_multiplier``); ``subset``, ``epochs`` and ``batch_size`` are the proxy
+    training's (``batch_size`` None: the protocol's for proxy-train, 64 images for the
     zero-cost proxies); ``val_size`` training images are held out for validation.
-    ``train_config`` sets the proxy's optimiser and schedule. Torch's thread count is the
-    caller's (the search splits the cores between its workers)."""
+    ``train_config`` sets the proxy's optimiser and schedule; ``extra`` goes to the
+    evaluators that take more (the rest ignore it). Torch's thread count is the caller's
+    (the search splits the cores between its workers)."""
     if name not in EVALUATORS:
         raise UsageError(f"unknown evaluator {name!r}; choose one of {', '.join(EVALUATORS)}")
-    common = {"dataset": dataset, "data_dir": data_dir, "resolution": resolution,
+    given = {"resolution": resolution, "subset": subset, "epochs": epochs,
+             "batch_size": batch_size, "val_size": val_size}
+    fields = [f.name for f in dataclasses.fields(ProxySettings)]
+    with usage_errors(names={field: f"proxy {field.replace('_', ' ')}" for field in fields}):
+        proxy = dataclasses.replace(proxy or ProxySettings(),
+                                    **{k: v for k, v in given.items() if v is not None})
+    importlib.import_module(EVALUATOR_KINDS[name].module)  # defines and registers the class
+    common = {"dataset": dataset, "data_dir": data_dir, "resolution": proxy.resolution,
               "seed": seed, "device": device, "quiet": quiet}
-    if name == "proxy-train":
-        return ProxyTrainEvaluator(subset=subset, epochs=epochs,
-                                   batch_size=batch_size or PROXY_DEFAULTS["batch_size"],
-                                   val_size=val_size, train_config=train_config, **common)
-    kind = {"naswot": NaswotEvaluator, "synflow": SynflowEvaluator,
-            "grad-norm": GradNormEvaluator}[name]
-    return kind(batch_size=batch_size or ZERO_COST_BATCH, val_size=val_size, **common)
+    return _CLASSES[name].create(proxy=proxy, batch_size=batch_size, train_config=train_config,
+                                 common=common, **extra)

@@ -1,4 +1,4 @@
-"""The evaluators' names, the default proxy protocol and how an evaluation fails.
+"""The evaluators' names and kinds, the default proxy protocol and how an evaluation fails.
 
 Importable without torch: the command line registers its flags from these and the search
 loop catches :class:`EvaluationFailed` before any model exists, while ``nas.evaluators``
@@ -11,7 +11,30 @@ import dataclasses
 
 from .settings import ProxySettings
 
-EVALUATORS = ("proxy-train", "naswot", "synflow", "grad-norm")
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorKind:
+    """What a command and the search know of an evaluator before torch loads.
+
+    ``is_accuracy``: it trains and scores validation accuracy, reporting every epoch
+    (a pruner can act on those, and a zero-cost prescreen can save it work); otherwise
+    its score is a zero-cost proxy's. ``module`` defines its class, the subclass of
+    :class:`nas.evaluators.Evaluator` whose ``name`` is this one."""
+
+    name: str
+    is_accuracy: bool = False
+    module: str = "nas.evaluators"
+
+
+# An evaluator joins here and in the module that defines its class; the search, the
+# command line and make_evaluator find it through this table.
+EVALUATOR_KINDS = {kind.name: kind for kind in (
+    EvaluatorKind("proxy-train", is_accuracy=True),
+    EvaluatorKind("naswot"),
+    EvaluatorKind("synflow"),
+    EvaluatorKind("grad-norm"),
+)}
+EVALUATORS = tuple(EVALUATOR_KINDS)
 # The default proxy protocol as a plain dict, for the files that record it; its settings
 # (defaults, help, bounds) are declared once, in nas.settings.ProxySettings.
 PROXY_DEFAULTS = dataclasses.asdict(ProxySettings())
@@ -29,3 +52,8 @@ class EvaluationFailed(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def is_accuracy(evaluator: str) -> bool:
+    """Whether the evaluator named so trains and scores accuracy (:class:`EvaluatorKind`)."""
+    return evaluator in EVALUATOR_KINDS and EVALUATOR_KINDS[evaluator].is_accuracy

@@ -137,13 +137,15 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, prefix: str = "",
                 only: Optional[Sequence[str]] = None, skip: Sequence[str] = (),
                 flags: Optional[Mapping[str, str]] = None,
                 defaults: Optional[Mapping[str, Any]] = None,
+                helps: Optional[Mapping[str, str]] = None,
                 groups: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Add an option for each command-line field of the dataclass ``cls``.
 
     ``prefix`` goes before every generated flag and destination (``proxy-`` makes
     ``--proxy-epochs`` into ``args.proxy_epochs``); ``only``/``skip`` choose fields;
     ``flags`` renames options; ``defaults`` replaces a field's default on this command
-    line only (None: "not given", so :func:`from_args` leaves the dataclass default).
+    line only (None: "not given", so :func:`from_args` leaves the dataclass default),
+    ``helps`` its help text.
     Options land in the argument group their field names, made on first use or taken
     from ``groups``; the groups are returned, for the command's own options."""
     groups = {} if groups is None else groups
@@ -155,7 +157,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, prefix: str = "",
             title, parser.add_argument_group(title))
         default = (defaults[field.name] if defaults and field.name in defaults
                    else None if field.default is _MISSING else field.default)
-        options: dict[str, Any] = {"dest": _dest(field, prefix), "help": meta.get("help")}
+        options: dict[str, Any] = {"dest": _dest(field, prefix),
+                                   "help": (helps or {}).get(field.name, meta.get("help"))}
         kind = hints[field.name]
         if kind is bool:
             target.add_argument(*_flags(field, prefix, flags), action="store_true", **options)

@@ -120,3 +120,22 @@ def test_unknown_evaluator_and_bad_settings_are_usage_errors():
     with pytest.raises(UsageError, match="proxy resolution 4"):
         make_evaluator("naswot", resolution=4)
     assert EVALUATORS == ("proxy-train", "naswot", "synflow", "grad-norm")
+
+
+def test_every_evaluator_kind_has_its_class_and_the_protocol_checks_once():
+    from nas.evaluators import _CLASSES
+    from nas.protocol import EVALUATOR_KINDS
+    from nas.settings import ProxySettings
+
+    assert set(_CLASSES) == set(EVALUATOR_KINDS)
+    assert [name for name, kind in EVALUATOR_KINDS.items() if kind.is_accuracy] == ["proxy-train"]
+    assert make_evaluator("naswot", batch_size=8).is_accuracy is False
+    # The proxy protocol's bounds, named as the library's callers know them.
+    with pytest.raises(UsageError, match="proxy epochs 0 must be at least 1"):
+        make_evaluator("proxy-train", epochs=0)
+    with pytest.raises(UsageError, match="proxy batch size 1 must be at least 2"):
+        make_evaluator("naswot", batch_size=1)
+    evaluator = make_evaluator("proxy-train", proxy=ProxySettings(subset=500, val_size=100),
+                               epochs=1)
+    assert (len(evaluator.train), len(evaluator.val)) == (500, 100)
+    assert (evaluator.config.epochs, evaluator.config.batch_size) == (1, 128)
