@@ -49,6 +49,7 @@ from .settings import ProxySettings, usage_errors
 from .data import Normalization, Split, load_dataset, preprocess, proxy_resolution, \
     split_train_val, take_subset
 from .memory import InsufficientMemory, check_fits, inference_bytes, training_bytes
+from .noise import binomial_standard_error
 from .protocol import EVALUATOR_KINDS, EVALUATORS, PROXY_DEFAULTS, ZERO_COST_BATCH, \
     EvaluationFailed
 from .train import TrainConfig, TrainingDiverged, fit
@@ -141,6 +142,11 @@ class Evaluator(abc.ABC):
         return {"evaluator": self.name, "dataset": self.data.name, "resolution": self.resolution,
                 "seed": self.seed}
 
+    def noise(self, score: float) -> Optional[float]:
+        """The standard error of ``score`` as this evaluator measures it, or None where it
+        is unknown; :func:`nas.noise.verdict` says whether a lead is beyond it."""
+        return None
+
     @abc.abstractmethod
     def evaluate(self, genome: Genome, *,
                  on_epoch: Optional[Callable[[int, float], None]] = None) -> float:
@@ -167,6 +173,11 @@ class ProxyTrainEvaluator(Evaluator):
         self.train = take_subset(train, subset, self.seed)
         self.config = dataclasses.replace(train_config or TrainConfig(), epochs=epochs,
                                           batch_size=batch_size, seed=self.seed)
+
+    def noise(self, score: float) -> Optional[float]:
+        """The binomial standard error of an accuracy on the validation split (a lower
+        bound: the spread over training seeds comes on top of it)."""
+        return binomial_standard_error(min(1.0, max(0.0, score)), len(self.val))
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "subset": len(self.train), "val_size": len(self.val),

@@ -33,6 +33,9 @@ EVALUATOR_KINDS = {kind.name: kind for kind in (
     EvaluatorKind("naswot"),
     EvaluatorKind("synflow"),
     EvaluatorKind("grad-norm"),
+    # Scores validation accuracy, but from inherited weights in seconds, without per-epoch
+    # reports: nothing for a pruner or a zero-cost prescreen to save.
+    EvaluatorKind("supernet", module="nas.supernet.evaluator"),
 )}
 EVALUATORS = tuple(EVALUATOR_KINDS)
 # The default proxy protocol as a plain dict, for the files that record it; its settings

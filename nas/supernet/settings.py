@@ -1,0 +1,51 @@
+"""What a supernet's weights depend on besides its space and dataset (importable without
+torch: the command line reads the defaults when it registers its options)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+__all__ = ["SupernetSettings"]
+
+
+@dataclass(frozen=True)
+class SupernetSettings:
+    """What a supernet's weights depend on besides its space and dataset.
+
+    ``subset`` None trains on every training image outside the validation split
+    (``val_size`` images, split with ``seed`` as the search splits them, so that no
+    image a genome is scored on was trained on)."""
+
+    epochs: int = 4
+    subset: Optional[int] = None
+    batch_size: int = 128
+    resolution: int = 32
+    val_size: int = 5000
+    seed: int = 0
+    optimizer: str = "adamw"
+    lr: Optional[float] = None
+    label_smoothing: float = 0.1
+    augment: bool = False
+    random_subnets: int = 2
+
+    def __post_init__(self) -> None:
+        self.train_config()  # TrainConfig checks epochs, batch size, optimizer and resolution
+        if self.subset is not None and self.subset < self.batch_size:
+            raise ValueError(f"subset {self.subset} must hold at least one batch "
+                             f"({self.batch_size} images)")
+        if not 0 <= self.random_subnets <= 16:
+            raise ValueError(f"random_subnets {self.random_subnets} must be 0 to 16")
+
+    def train_config(self):
+        """The :class:`nas.train.TrainConfig` of the same optimiser and schedule."""
+        from ..train import TrainConfig  # torch
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
+                           optimizer=self.optimizer, lr=self.lr,
+                           label_smoothing=self.label_smoothing, augment=self.augment,
+                           resolution=self.resolution, seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,210 @@
+"""Training a supernet: the sandwich rule with in-place distillation (BigNAS, Yu et al.
+2020; once-for-all, Cai et al. 2020), resumable from checkpoints.
+
+Every step trains, on the same batch, the largest sub-network on the labels, then the
+smallest and ``random_subnets`` random ones on the largest's soft predictions (its
+detached softmax), accumulating the gradients for one optimizer step: the largest and
+smallest bound the space, distillation gives the small ones a smoother target. As in
+BigNAS, dropout and drop-connect regularise only the largest.
+
+Reproducible and resumable: step ``s`` draws its sub-networks, augmentation and dropout
+from seeds of ``(seed, s)`` alone and its batch from the epoch's seeded permutation, so
+a training resumed from the checkpoint of step ``s`` follows the path of one that was
+never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+import random
+import time
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from space import Genome
+
+from ..common import atomic_write_bytes
+from ..data import Normalization, Split, augment, batches, preprocess
+from ..signals import check_stop
+from ..train import TrainConfig, learning_rate
+from .model import Supernet, SupernetError
+from .settings import SupernetSettings
+
+__all__ = ["train_supernet", "sandwich", "PARTIAL_FORMAT"]
+
+log = logging.getLogger(__name__)
+
+PARTIAL_FORMAT = "nas-supernet-partial"
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919) % 2**63
+
+
+def sandwich(supernet: Supernet, step: int, seed: int, random_subnets: int) -> list[Genome]:
+    """The sub-networks of step ``step``: largest (with the space's dropout and
+    drop-connect), smallest and ``random_subnets`` random ones (without them)."""
+    space = supernet.space
+    rng = random.Random(_step_seed(seed, step))
+    plain = [space.smallest()] + [space.random_genome(rng) for _ in range(random_subnets)]
+    return [space.largest()] + [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0)
+                                for g in plain]
+
+
+def _optimizer(supernet: Supernet, config: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on biases and normalisation scales, as nas.train trains.
+    decay = [p for p in supernet.parameters() if p.ndim > 1]
+    rest = [p for p in supernet.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": config.decay},
+              {"params": rest, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.peak_lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=config.peak_lr)
+
+
+def _train_step(supernet: Supernet, inputs: torch.Tensor, targets: torch.Tensor,
+                genomes: list[Genome], label_smoothing: float) -> tuple[float, float]:
+    """Accumulate the gradients of one sandwich; returns (largest's loss, mean
+    distillation loss of the others)."""
+    logits = supernet(inputs, genomes[0])
+    loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    loss.backward()
+    teacher = logits.detach().softmax(1)
+    distill = 0.0
+    for genome in genomes[1:]:
+        student = supernet(inputs, genome).log_softmax(1)
+        kd = -(teacher * student).sum(1).mean()  # cross-entropy to the soft target
+        kd.backward()
+        distill += float(kd.detach())
+    return float(loss.detach()), distill / max(1, len(genomes) - 1)
+
+
+def _save_partial(path: Path, supernet: Supernet, optimizer: torch.optim.Optimizer,
+                  step: int, digest: str, history: list[dict[str, Any]],
+                  seconds: float) -> None:
+    buffer = io.BytesIO()
+    torch.save({"format": PARTIAL_FORMAT, "digest": digest, "step": step,
+                "state_dict": supernet.net.state_dict(), "optimizer": optimizer.state_dict(),
+                "history": history, "seconds": seconds}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _load_partial(path: Path, digest: str) -> Optional[dict[str, Any]]:
+    """The checkpoint at ``path`` when it belongs to this training; None otherwise (a
+    checkpoint of other settings or an unreadable one is trained over, with a warning)."""
+    if not path.is_file():
+        return None
+    try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError("not a torch file")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unreadable file: start over, the artifact is untouched
+        log.warning("supernet checkpoint %s is unreadable (%s); training from the start",
+                    path, str(error).splitlines()[0][:120] if str(error) else type(error).__name__)
+        return None
+    if not isinstance(payload, dict) or payload.get("format") != PARTIAL_FORMAT \
+            or payload.get("digest") != digest:
+        log.warning("supernet checkpoint %s belongs to other settings; training from the "
+                    "start", path)
+        return None
+    return payload
+
+
+def _epoch_batches(train: Split, settings: SupernetSettings, epoch: int,
+                   skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    source = batches(train, settings.batch_size, shuffle=True, seed=settings.seed + epoch,
+                     drop_last=True)
+    for index, batch in enumerate(source):
+        if index >= skip:
+            yield batch
+
+
+def train_supernet(supernet: Supernet, train: Split, normalization: Normalization,
+                   settings: SupernetSettings, *, digest: str, checkpoint: Optional[Path],
+                   checkpoint_seconds: float = 60.0, device: torch.device,
+                   quiet: bool = True,
+                   on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+    """Train ``supernet`` in place; returns a summary (steps, seconds, images per second,
+    last losses). With ``checkpoint`` a path, the state is written there atomically every
+    ``checkpoint_seconds`` and a checkpoint of the same ``digest`` found there is
+    resumed. ``on_step(step)`` runs after each completed step (tests interrupt with it)."""
+    config = settings.train_config()
+    steps_per_epoch = len(train) // settings.batch_size
+    if steps_per_epoch < 1:
+        raise SupernetError(f"{len(train)} training images are fewer than one batch "
+                            f"({settings.batch_size})")
+    total = settings.epochs * steps_per_epoch
+    supernet.to(device=device, memory_format=torch.channels_last)
+    optimizer = _optimizer(supernet, config)
+    resumed = _load_partial(checkpoint, digest) if checkpoint is not None else None
+    start, history, seconds_before = 0, [], 0.0
+    if resumed is not None:
+        supernet.net.load_state_dict(resumed["state_dict"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        start, history = int(resumed["step"]), list(resumed["history"])
+        seconds_before = float(resumed["seconds"])
+        log.info("supernet training resumes at step %d of %d", start, total)
+    else:
+        torch.nn.init.zeros_(supernet.net.classifier.weight)  # as nas.train starts a proxy
+        torch.nn.init.zeros_(supernet.net.classifier.bias)
+    supernet.train()
+    started = time.perf_counter()
+    saved_at = started
+    progress = tqdm(total=total, initial=start, desc="supernet", unit="step", disable=quiet,
+                    leave=False, dynamic_ncols=True)
+    loader: Optional[Iterator] = None
+    images_seen = 0
+    try:
+        for step in range(start, total):
+            check_stop()
+            epoch, within = divmod(step, steps_per_epoch)
+            if loader is None or within == 0:
+                loader = _epoch_batches(train, settings, epoch, within)
+            images, labels = next(loader)
+            seed = _step_seed(settings.seed, step)
+            torch.manual_seed(seed)  # dropout and drop-connect of this step
+            if settings.augment:
+                images = augment(images, generator=torch.Generator().manual_seed(seed))
+            inputs = preprocess(images.to(device), settings.resolution, normalization,
+                                channels_last=True)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total, config, steps_per_epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss, distill = _train_step(supernet, inputs, labels.to(device),
+                                        sandwich(supernet, step, settings.seed,
+                                                 settings.random_subnets),
+                                        settings.label_smoothing)
+            if not (math.isfinite(loss) and math.isfinite(distill)):
+                raise SupernetError(f"supernet training diverged at step {step + 1} (loss "
+                                    f"{loss}); lower the learning rate (--lr)")
+            optimizer.step()
+            images_seen += len(labels)
+            elapsed = time.perf_counter() - started
+            if within + 1 == steps_per_epoch:
+                history.append({"epoch": epoch + 1, "loss": round(loss, 5),
+                                "distill_loss": round(distill, 5)})
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", kd=f"{distill:.3f}",
+                                 img_s=f"{images_seen / max(elapsed, 1e-9):.0f}", refresh=False)
+            if checkpoint is not None and (step + 1 == total or
+                                           time.perf_counter() - saved_at >= checkpoint_seconds):
+                _save_partial(checkpoint, supernet, optimizer, step + 1, digest, history,
+                              seconds_before + elapsed)
+                saved_at = time.perf_counter()
+            if on_step is not None:
+                on_step(step + 1)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+    return {"steps": total, "epochs": settings.epochs, "train_images": len(train),
+            "seconds": round(seconds_before + seconds, 3),
+            "images_per_second": round(images_seen / max(seconds, 1e-9), 1),
+            "resumed_at_step": start, "history": history}
