@@ -20,7 +20,7 @@ from .signals import exit_code, handle_signals, stopped
 
 # Order is the order of `nas --help`: the workflow from search to deployment.
 COMMANDS = ("search", "scale", "train", "show", "dashboard", "report", "cam", "export",
-            "latency")
+            "latency", "supernet")
 
 EXAMPLES = """\
 examples:
