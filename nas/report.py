@@ -31,7 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 from space import Genome, GenomeError, NasError
 
 from .common import format_count
-from .dashboard import STAGE_HEADERS, StudyLocation, open_study, stage_rows
+from .run import StudyLocation, open_study
+from .trial_notes import STAGE_HEADERS, stage_rows
 from .diagram import genome_svg
 from .latency.figures import latency_figure
 from .outputs import publish

@@ -16,16 +16,13 @@ worker then runs.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
-import io
-import json
 import logging
 import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -35,16 +32,19 @@ from tqdm import tqdm
 
 from space import Genome, SearchSpace, SpaceError, cost
 
-from . import dashboard
-from .common import (MAX_SEED, UsageError, check_writable_dir, die_with_parent, format_count,
-                     json_bytes)
+from . import trial_notes
+from .common import MAX_SEED, UsageError, die_with_parent, format_count
 from .evolution import POPULATION_SIZE, RegularizedEvolutionSampler
-from .outputs import passing_machine_faults, publish
+from .outputs import passing_machine_faults
 from .protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS, EvaluationFailed
+from .results import SearchResult, write_outputs
 from .reward import RewardSpec, reward
+from .run import RunFolder
 from .signals import StopRequested, check_stop, handle_signals, quiet_stops_in, stopped
-from .storage import (STALE_ATTR, StorageError, default_storage_url, fail_dead_local_workers,
-                      mask_url, open_storage, wait_for_running_trials, worker_id)
+from .storage import (StorageError, fail_dead_local_workers, is_requeued_copy, mask_url,
+                      wait_for_running_trials, worker_id)
+from .trial import (budget_holders, budget_used, last_trial_of_worker, name_objectives,
+                    objective_names)
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
            "default_study_name", "budget_used", "write_outputs", "make_sampler"]
@@ -157,19 +157,6 @@ class SearchConfig:
         return self.prescreen
 
 
-@dataclass
-class SearchResult:
-    study_name: str
-    run_dir: Path
-    best: Optional[FrozenTrial]
-    pareto: list[FrozenTrial] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-    wall_seconds: float = 0.0
-    interrupted: bool = False
-    out_of_time: bool = False  # stopped by --timeout before the trial budget was used
-    latency_measured: list[dict] = field(default_factory=list)  # metric latency: best, measured
-
-
 def default_study_name(config: SearchConfig) -> str:
     """``fashion-mnist-400M-proxy-train``: the study a repeated command resumes."""
     target = (f"{1e3 * config.target:g}ms" if config.metric == "latency"
@@ -185,33 +172,6 @@ def default_study_name(config: SearchConfig) -> str:
 
 def _genome_digest(genome: Genome) -> str:
     return hashlib.sha1(genome.key().encode()).hexdigest()[:16]
-
-
-def _counts_against_budget(trial: FrozenTrial, retried: set[int]) -> bool:
-    """``retried``: the numbers of the trials whose re-queued copy exists."""
-    if trial.state == TrialState.COMPLETE:
-        return True
-    if trial.state in (TrialState.PRUNED, TrialState.RUNNING):
-        return not {"screened", "over_budget", "interrupted"} & trial.user_attrs.keys()
-    if trial.state != TrialState.FAIL:
-        return False
-    if "fail_reason" in trial.user_attrs:
-        return True
-    # A dead worker's trial holds its share until its copy is queued (or for good, if its
-    # genome killed MAX_RETRY workers): Optuna fails it and queues the copy in two steps.
-    return STALE_ATTR in trial.system_attrs and trial.number not in retried
-
-
-def _budget_holders(trials: list[FrozenTrial]) -> list[int]:
-    """The numbers of the trials that hold a share of ``n_trials``."""
-    # "failed_trial" names the first trial of a chain of retries; "retry_history" all of them.
-    retried = {number for t in trials for number in t.system_attrs.get("retry_history", ())}
-    return [t.number for t in trials if _counts_against_budget(t, retried)]
-
-
-def budget_used(trials: list[FrozenTrial]) -> int:
-    """Trials that count against ``n_trials`` (see the module docstring)."""
-    return len(_budget_holders(trials))
 
 
 def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -296,13 +256,10 @@ class _Search:
                 num_classes=self.evaluator.num_classes, in_channels=self.evaluator.in_channels)
             self.latency.check_target(config.target, config.cost_window)
         _check_space_fits(self.space, config, self._metric_of)
-        self.storage_url = config.storage or default_storage_url(self.run_dir)
-        # A storage the user names is opened before anything is created on disk, so a
-        # bad URL or password leaves no empty run folder behind.
-        storage = open_storage(self.storage_url) if config.storage else None
-        check_writable_dir(self.run_dir, "run folder")
-        self.study = self._open_study(storage or open_storage(self.storage_url))
-        self.artifacts = dashboard.artifact_store_for(self.run_dir)
+        run = RunFolder(self.run_dir, config.storage)
+        self.storage_url = run.storage_url
+        self.study = self._open_study(run.open_storage())
+        self.artifacts = trial_notes.artifact_store_for(self.run_dir)
         self.digests: dict[str, FrozenTrial] = {}
         self.prescreened: dict[str, FrozenTrial] = {}  # digest -> a trial the prescreen rejected
         self.screened_in_a_row = 0
@@ -354,6 +311,8 @@ class _Search:
                 pruner=_make_pruner(self.config))
         except ValueError as error:
             raise UsageError(f"study {self.study_name!r}: {error}") from None
+        # Also names those of a study made before objectives had names.
+        name_objectives(study, objective_names(self.config.objective, self.config.metric))
         if existing is None:
             for key, value in {**self._identity(), "num_classes": self.evaluator.num_classes,
                                "in_channels": self.evaluator.in_channels,
@@ -423,9 +382,9 @@ class _Search:
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("reward", score)
         trial.set_user_attr("eval_seconds", round(time.perf_counter() - started, 3))
-        optuna_dashboard_note(trial, dashboard.trial_note(
-            genome, costs, accuracy=accuracy, reward=score, resolution=self.resolution))
-        dashboard.attach_trial_artifacts(self.study, trial._trial_id, genome, self.artifacts)
+        trial_notes.write_trial_note(trial, genome, costs, accuracy=accuracy, reward=score,
+                                     resolution=self.resolution)
+        trial_notes.attach_trial_artifacts(self.study, trial, genome, self.artifacts)
         if config.objective == "multi":
             return accuracy, value
         return score
@@ -434,8 +393,7 @@ class _Search:
         """Train only a genome whose zero-cost score reaches the median of the window's
         earlier candidates: the score ranks genomes better than a short training does, and
         costs a fraction of a second where a proxy training costs minutes."""
-        storage = self.study._storage
-        if "failed_trial" in storage.get_trial_system_attrs(trial._trial_id):
+        if is_requeued_copy(self.study, trial):
             return  # the retry of a trial whose worker died: it was judged worth training
         rejected = self.prescreened.get(_genome_digest(genome))
         if rejected is not None:
@@ -466,7 +424,7 @@ class _Search:
         Workers check the budget before asking for a trial, but several can pass that check
         at once; trial numbers are handed out atomically by the storage, so letting the
         lower numbers win makes the total exact without a lock."""
-        counted = sorted({*_budget_holders(self.study.get_trials(deepcopy=False)),
+        counted = sorted({*budget_holders(self.study.get_trials(deepcopy=False)),
                           trial.number})
         if trial.number not in counted[: self.config.n_trials]:
             trial.set_user_attr("over_budget", True)
@@ -539,7 +497,7 @@ class _Search:
                 self.study.optimize(passing_machine_faults(self._stoppable_objective),
                                     n_trials=1, catch=(EvaluationFailed,),
                                     gc_after_trial=False, show_progress_bar=False)
-                trial = _last_trial_of_this_worker(self.study)
+                trial = last_trial_of_worker(self.study)
                 if trial is not None and trial.state == TrialState.COMPLETE \
                         and "eval_seconds" in trial.user_attrs and "reused_from" not in \
                         trial.user_attrs and trial.duration is not None:
@@ -583,91 +541,6 @@ class _Search:
         if attrs.get("eval_seconds"):
             postfix["last_s"] = f"{attrs['eval_seconds']:.0f}"
         progress.set_postfix(postfix, refresh=True)
-
-
-def optuna_dashboard_note(trial: optuna.Trial, text: str) -> None:
-    """Store the per-trial note where optuna-dashboard shows it."""
-    from optuna_dashboard import save_note  # imported late: it pulls in a web framework
-
-    save_note(trial, text)
-
-
-def _last_trial_of_this_worker(study: optuna.Study) -> Optional[FrozenTrial]:
-    me = worker_id()
-    for trial in reversed(study.get_trials(deepcopy=False)):
-        if trial.user_attrs.get("worker") == me and trial.state.is_finished():
-            return trial
-    return None
-
-
-# -- outputs ----------------------------------------------------------------------------
-
-_CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "activations",
-                "cost", "latency_predicted", "eval_seconds", "duration_s", "reused_from",
-                "note", "genome")
-
-
-def _csv_row(trial: FrozenTrial) -> dict[str, Any]:
-    attrs = trial.user_attrs
-    note = attrs.get("screened") or attrs.get("fail_reason") or attrs.get("interrupted") or ""
-    if attrs.get("over_budget"):
-        note = "budget reached by other workers; not evaluated"
-    if trial.state == TrialState.FAIL and not note:
-        note = "worker died; re-queued"
-    duration = trial.duration.total_seconds() if trial.duration else ""
-    return {"number": trial.number, "state": trial.state.name,
-            **{key: attrs.get(key, "") for key in ("reward", "accuracy", "flops", "params",
-                                                    "activations", "cost", "latency_predicted",
-                                                    "eval_seconds", "reused_from")},
-            "duration_s": duration, "note": note,
-            "genome": json.dumps(attrs["genome"], separators=(",", ":")) if "genome" in attrs else ""}
-
-
-def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
-    """``best.json``, ``trials.csv`` (and ``pareto.json`` for a multi-objective study),
-    published together (:func:`nas.outputs.publish`): all new, or all as they were."""
-    trials = study.get_trials(deepcopy=False)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(_csv_row(trial) for trial in trials)
-    files = {run_dir / "trials.csv": buffer.getvalue().encode()}
-    counts = {state: 0 for state in ("complete", "pruned", "screened", "prescreened",
-                                     "failed", "running", "reused", "over_budget",
-                                     "interrupted")}
-    for trial in trials:
-        if trial.state == TrialState.PRUNED:
-            kind = next((k for k in ("screened", "over_budget", "interrupted")
-                         if k in trial.user_attrs), "pruned")
-            if kind == "screened" and "prescreen_score" in trial.user_attrs:
-                kind = "prescreened"  # in the window, but its zero-cost score was too low
-            counts[kind] += 1
-        elif trial.state == TrialState.COMPLETE:
-            counts["complete"] += 1
-            counts["reused"] += "reused_from" in trial.user_attrs
-        elif trial.state == TrialState.FAIL:
-            counts["failed"] += 1
-        elif trial.state == TrialState.RUNNING:
-            counts["running"] += 1
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and "reward" in t.user_attrs]
-    result = SearchResult(study_name=study.study_name, run_dir=run_dir, best=None, counts=counts)
-    if not complete:
-        publish(files)
-        return result
-    if len(study.directions) > 1:
-        result.pareto = sorted(study.best_trials, key=lambda t: t.user_attrs["cost"])
-        files[run_dir / "pareto.json"] = json_bytes({"members": [
-            {"number": t.number, "accuracy": t.user_attrs["accuracy"], "cost": t.user_attrs["cost"],
-             "flops": t.user_attrs["flops"], "reward": t.user_attrs["reward"],
-             "genome": t.user_attrs["genome"]} for t in result.pareto]})
-        candidates = result.pareto  # best.json: the front member the reward prefers
-    else:
-        candidates = complete
-    result.best = max(candidates, key=lambda t: t.user_attrs["reward"])
-    best_genome = Genome.from_dict(result.best.user_attrs["genome"])
-    files[run_dir / "best.json"] = (best_genome.to_json() + "\n").encode()
-    publish(files)
-    return result
 
 
 # -- entry point ------------------------------------------------------------------------

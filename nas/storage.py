@@ -576,3 +576,36 @@ def count_trials_with_user_attrs(storage: BaseStorage, study_id: int,
                                   == models.TrialModel.trial_id,
                                   models.TrialUserAttributeModel.key == key)) for key in keys])
         return int(query.scalar())
+
+
+# -- the adapter: every use of an Optuna private name outside this module goes through here --
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads and writes (Optuna keeps it private)."""
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of ``study``."""
+    return study._study_id
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of ``trial`` (its ``number`` counts within the study)."""
+    return trial._trial_id
+
+
+def is_requeued_copy(study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Whether ``trial`` is the re-queued copy of a trial whose worker died (:func:`requeue`)."""
+    return "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
+
+
+def study_names(storage: BaseStorage, url: str) -> list[str]:
+    """The names of the studies in ``storage`` (opened from ``url``, named in errors)."""
+    try:
+        return list(optuna.get_all_study_names(storage=storage))
+    except Exception as error:  # driver and schema errors have no common base
+        text = str(error).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        raise StorageError(f"cannot read studies from {mask_url(url)}: {mask_url(reason)}") from None

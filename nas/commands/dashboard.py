@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..common import UsageError
-from ..dashboard import LOOPBACK, locate_study, open_study, serve
+from ..dashboard import LOOPBACK, serve
+from ..run import locate_study, open_study
 from ..study_view import count_screened
 
 EXAMPLES = """\

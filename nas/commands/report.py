@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..common import UsageError, check_writable_dir
-from ..dashboard import locate_study
+from ..run import locate_study
 from ..outputs import check_target
 from ..report import collect, write_report
 

@@ -187,13 +187,13 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
     counts = result.counts
     prescreened = (f", {counts['prescreened']} in it by their {config.active_prescreen} score"
                    if config.active_prescreen else "")
-    print(f"\nstudy {result.study_name}: {counts['complete']} complete "
+    print(f"\nstudy {result.study_name}: {counts['complete'] + counts['reused']} complete "
           f"({counts['reused']} reused), {counts['pruned']} pruned, {counts['failed']} failed, "
           f"{counts['screened']} screened outside the target window{prescreened}; "
           f"{result.wall_seconds:.0f} s wall time")
     if result.out_of_time:
         print(f"stopped by the time budget ({config.timeout / 60:.0f} min) with "
-              f"{counts['complete'] + counts['pruned'] + counts['failed']} of "
+              f"{counts['complete'] + counts['reused'] + counts['pruned'] + counts['failed']} of "
               f"{config.n_trials} trials done: run the same command again to continue the study")
     if result.best is None:
         print("no trial completed yet; run the same command again to continue")

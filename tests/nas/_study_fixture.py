@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 from optuna_dashboard import save_note
 
-from nas import dashboard
+from nas import trial_notes
 from nas.common import atomic_write_json
 from nas.reward import RewardSpec, reward
 from space import Genome, SearchSpace, cost
@@ -56,7 +56,7 @@ def make_study(run_dir: Path, *, name: str = "demo", n_trials: int = 16, seed: i
     for key, value in attrs.items():
         study.set_user_attr(key, value)
     space = SearchSpace.default()
-    store = dashboard.artifact_store_for(run_dir)
+    store = trial_notes.artifact_store_for(run_dir)
     spec = RewardSpec(TARGET, -0.07, -0.07)
     rng = random.Random(seed)
     seen: dict[str, int] = {}
@@ -84,9 +84,9 @@ def make_study(run_dir: Path, *, name: str = "demo", n_trials: int = 16, seed: i
         trial.set_user_attr("accuracy", accuracy)
         trial.set_user_attr("reward", score)
         trial.set_user_attr("eval_seconds", round(rng.uniform(1, 5), 3))
-        save_note(trial, dashboard.trial_note(genome, costs, accuracy=accuracy, reward=score,
+        save_note(trial, trial_notes.trial_note(genome, costs, accuracy=accuracy, reward=score,
                                               resolution=RESOLUTION))
-        dashboard.attach_trial_artifacts(study, trial._trial_id, genome, store)
+        trial_notes.attach_trial_artifacts(study, trial, genome, store)
         return (accuracy, costs.flops) if objective == "multi" else score
 
     study.optimize(objective_fn, n_trials=n_trials, catch=(RuntimeError,))

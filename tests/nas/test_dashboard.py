@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas import dashboard
+from nas import trial_notes
 from nas.cli import main
 from nas.diagram import block_boxes, genome_svg
 from space import Genome, cost, graph, presets
@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_note_has_stage_table_and_costs():
     genome = presets.get("efficientnet-b0")
-    note = dashboard.trial_note(genome, cost(genome), accuracy=0.7712, reward=0.7689,
+    note = trial_notes.trial_note(genome, cost(genome), accuracy=0.7712, reward=0.7689,
                                 resolution=224)
     assert "385,814,752 (385.8M)" in note  # B0's multiply-adds, exact (Tan & Le 2019: 0.39B)
     assert "5,288,548" in note and "accuracy** 0.7712" in note and "reward** 0.7689" in note
@@ -65,7 +65,7 @@ def test_trials_carry_notes_and_artifacts(run_dir):
     study = optuna.load_study(study_name="demo", storage=f"sqlite:///{run_dir / 'study.db'}")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) >= 3
-    store = dashboard.artifact_store_for(run_dir)
+    store = trial_notes.artifact_store_for(run_dir)
     for trial in complete:
         metas = {json.loads(v)["filename"]: json.loads(v) for k, v in trial.system_attrs.items()
                  if k.startswith("artifacts:")}
@@ -82,13 +82,13 @@ def test_trials_carry_notes_and_artifacts(run_dir):
 
 def test_attach_is_cheap(tmp_path):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="t")
-    store = dashboard.artifact_store_for(tmp_path)
+    store = trial_notes.artifact_store_for(tmp_path)
     trial = study.ask()
     genome = presets.get("efficientnet-b0")
-    dashboard.attach_trial_artifacts(study, trial._trial_id, genome, store)
+    trial_notes.attach_trial_artifacts(study, trial, genome, store)
     started = time.perf_counter()
     for _ in range(5):
-        dashboard.attach_trial_artifacts(study, trial._trial_id, genome, store)
+        trial_notes.attach_trial_artifacts(study, trial, genome, store)
     # generous bound for a shared 2-core machine; about 9 ms measured alone
     assert (time.perf_counter() - started) / 5 < 0.25
     assert len(list((tmp_path / "artifacts").iterdir())) == 12

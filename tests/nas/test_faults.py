@@ -28,7 +28,7 @@ from optuna.trial import TrialState
 
 from nas import outputs, redact
 from nas.cli import main
-from nas.dashboard import DashboardError, locate_study, open_study
+from nas.run import locate_study, open_study
 from nas.outputs import OutputError, check_target, command_outputs, make_folders, publish
 from nas.storage import StorageError, open_storage
 from space import cost, presets

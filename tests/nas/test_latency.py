@@ -19,7 +19,7 @@ from nas.common import UsageError
 from nas.latency import (LatencyTable, Predictor, TableError, TimingSettings, build_table,
                          space_units)
 from nas.latency.use import SearchLatency, open_for_use, parse_duration
-from nas.dashboard import locate_study
+from nas.run import locate_study
 from nas.report import collect
 from nas.search import SearchConfig, run_search
 from space import Genome, SearchSpace, SpaceError, Unit, units

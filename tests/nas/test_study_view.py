@@ -19,7 +19,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from nas.dashboard import locate_study, open_study
+from nas.run import locate_study, open_study
 from nas.report import collect, render_html
 from nas.search import SearchConfig, budget_used, run_search
 from nas.study_view import ScreenedCount, count_screened, evaluated_trials

@@ -1,0 +1,100 @@
+"""What a search leaves in its run folder besides the study: ``best.json``, ``trials.csv``
+and, for a multi-objective study, ``pareto.json`` (names: :class:`nas.run.RunFolder`),
+and the :class:`SearchResult` the search returns."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from .common import json_bytes
+from .outputs import publish
+from .run import RunFolder
+from .trial import TrialRecord, state_counts
+
+__all__ = ["SearchResult", "write_outputs", "pareto_front", "CSV_COLUMNS"]
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    run_dir: Path
+    best: Optional[FrozenTrial]
+    pareto: list[FrozenTrial] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # trials per state (nas.trial.STATES)
+    wall_seconds: float = 0.0
+    interrupted: bool = False
+    out_of_time: bool = False  # stopped by --timeout before the trial budget was used
+    latency_measured: list[dict] = field(default_factory=list)  # metric latency: best, measured
+
+
+CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "activations",
+               "cost", "latency_predicted", "eval_seconds", "duration_s", "reused_from",
+               "note", "genome")
+# Columns copied from the trial's user attributes as they are ("" when missing).
+_ATTR_COLUMNS = ("reward", "accuracy", "flops", "params", "activations", "cost",
+                 "latency_predicted", "eval_seconds", "reused_from")
+
+
+def _csv_row(record: TrialRecord) -> dict[str, Any]:
+    # "state" stays Optuna's (COMPLETE, PRUNED, ...), as files written before had it; the
+    # note says why a PRUNED trial was not evaluated.
+    duration = record.duration_s
+    return {"number": record.number, "state": record.frozen.state.name,
+            **{key: record.attrs.get(key, "") for key in _ATTR_COLUMNS},
+            "duration_s": "" if not duration else duration, "note": record.note,
+            "genome": record.genome_json()}
+
+
+def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials no other trial beats in both accuracy (higher) and cost (lower), by cost;
+    trials of equal accuracy and cost are all kept, as in Optuna's ``best_trials``. Here
+    rather than ``study.best_trials``, which would count reference networks in."""
+    front: list[FrozenTrial] = []
+    for trial in sorted(trials, key=lambda t: (t.user_attrs["cost"], -t.user_attrs["accuracy"],
+                                               t.number)):
+        accuracy, cost = trial.user_attrs["accuracy"], trial.user_attrs["cost"]
+        last = front[-1].user_attrs if front else None
+        if last is None or accuracy > last["accuracy"] or (
+                accuracy == last["accuracy"] and cost == last["cost"]):
+            front.append(trial)
+    return front
+
+
+def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
+    """``best.json``, ``trials.csv`` (and ``pareto.json`` for a multi-objective study),
+    published together (:func:`nas.outputs.publish`): all new, or all as they were."""
+    folder = RunFolder(Path(run_dir))
+    records = [TrialRecord(trial) for trial in study.get_trials(deepcopy=False)]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(_csv_row(record) for record in records)
+    files = {folder.trials_csv: buffer.getvalue().encode()}
+    result = SearchResult(study_name=study.study_name, run_dir=folder.path, best=None,
+                          counts=state_counts(records))
+    # The reward ranks the searched genomes; reference networks are shown beside them.
+    scored = [r.frozen for r in records if r.state in ("complete", "reused")
+              and r.reward is not None]
+    if not scored:
+        publish(files)
+        return result
+    if len(study.directions) > 1:
+        result.pareto = pareto_front(scored)
+        files[folder.pareto_json] = json_bytes({"members": [
+            {"number": t.number, "accuracy": t.user_attrs["accuracy"], "cost": t.user_attrs["cost"],
+             "flops": t.user_attrs["flops"], "reward": t.user_attrs["reward"],
+             "genome": t.user_attrs["genome"]} for t in result.pareto]})
+        candidates = result.pareto  # best.json: the front member the reward prefers
+    else:
+        candidates = scored
+    result.best = max(candidates, key=lambda t: t.user_attrs["reward"])
+    files[folder.best_json] = (TrialRecord(result.best).genome.to_json() + "\n").encode()
+    publish(files)
+    return result
