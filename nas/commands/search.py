@@ -6,13 +6,11 @@ import argparse
 
 from space import Genome
 
-from ..common import UsageError, format_count, parse_count, parse_seed
-from ..evolution import POPULATION_SIZE
+from ..common import UsageError, format_count, parse_count
 from ..memory import max_jobs
-from ..protocol import EVALUATORS, PRESCREENS, PROXY_DEFAULTS
 from ..reward import REWARD_PRESETS
-from ..search import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, SAMPLERS, SearchConfig,
-                      SearchResult, run_search)
+from ..search_config import DEFAULT_TIMEOUT, SearchConfig
+from ..settings import add_options, from_args, usage_errors
 from ..signals import exit_code
 from .show import genome_table
 
@@ -40,6 +38,7 @@ def register(subparsers) -> None:
                     "MnasNet reward ACC x (COST/T)^w. Writes runs/<study>/best.json, "
                     "trials.csv and the Optuna study (SQLite by default).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The target takes units, and --reward presets alpha and beta: parsed here, not fields.
     target = parser.add_argument_group("target and reward")
     target.add_argument("--target-flops", "--target", dest="target",
                         metavar="T", help="target cost T, e.g. 400M multiply-adds (with "
@@ -50,110 +49,29 @@ def register(subparsers) -> None:
                              "--metric latency; genomes are priced by the latency table "
                              "(`nas latency build`), instantly, and the best are measured "
                              "whole at the end")
-    target.add_argument("--latency-table", metavar="FILE",
-                        help="latency table (default: this machine's, runs/latency/)")
-    target.add_argument("--allow-foreign-table", action="store_true",
-                        help="use a latency table measured on another machine (with a warning)")
-    target.add_argument("--metric", choices=METRICS, default="flops",
-                        help="cost in the reward: multiply-adds at deployment resolution "
-                             "(default), parameters, activations, or latency predicted by "
-                             "this machine's latency table (see --target-latency)")
     target.add_argument("--reward", choices=sorted(REWARD_PRESETS), default="soft",
                         help="soft: alpha=beta=-0.07 (MnasNet, EfficientNet); hard: alpha=0, "
                              "beta=-1")
-    target.add_argument("--alpha", type=float, help="reward exponent at or below T (overrides --reward)")
-    target.add_argument("--beta", type=float, help="reward exponent above T (overrides --reward)")
-    target.add_argument("--objective", choices=("single", "multi"), default="single",
-                        help="multi: NSGA-II on (accuracy, cost); reports the Pareto front")
-    target.add_argument("--cost-window", type=float, default=0.1, metavar="F",
-                        help="only evaluate genomes whose cost is within T x (1 +- F); the "
-                             "rest are recorded as screened without training (default 0.1; "
-                             "0 evaluates everything)")
-    evaluation = parser.add_argument_group("evaluation")
-    evaluation.add_argument("--evaluator", default="proxy-train", metavar="NAME",
-                            help=f"one of {', '.join(EVALUATORS)} (default proxy-train)")
-    evaluation.add_argument("--dataset", default="fashion-mnist",
-                            help="fashion-mnist (default), cifar10, cifar100 or imagefolder")
-    evaluation.add_argument("--data", dest="data_dir", metavar="DIR",
-                            help="dataset folder (default for Fashion-MNIST: "
-                                 "/usr/share/datasets/fashion-mnist)")
-    evaluation.add_argument("--resolution", type=int,
-                            help="deployment resolution of the costs (default: the space's, 224)")
-    evaluation.add_argument("--proxy-resolution", type=int, default=PROXY_DEFAULTS["resolution"],
-                            help="input size of proxy training and zero-cost scoring (default %(default)s)")
-    evaluation.add_argument("--proxy-subset", type=int, default=PROXY_DEFAULTS["subset"],
-                            help="training images per proxy run (default %(default)s)")
-    evaluation.add_argument("--proxy-epochs", type=int, default=PROXY_DEFAULTS["epochs"],
-                            help="epochs per proxy run (default %(default)s)")
-    evaluation.add_argument("--proxy-val-size", type=int, default=PROXY_DEFAULTS["val_size"],
-                            metavar="N", help="training images held out to score proxy runs "
-                                              "on, every epoch (default %(default)s)")
-    evaluation.add_argument("--prescreen", choices=PRESCREENS, default="naswot",
-                            help="with proxy-train: train a genome of the target window only "
-                                 "if this zero-cost score reaches the median of the window's "
-                                 "earlier candidates; the rest are recorded as screened "
-                                 "(default naswot, which ranks genomes better than the "
-                                 "3-epoch proxy; none trains every one)")
-    study = parser.add_argument_group("study")
-    study.add_argument("--space", dest="space_path", metavar="FILE",
-                       help="search-space file (TOML/JSON); see `nas show --space`")
-    study.add_argument("--n-trials", type=int,
-                       help="total evaluated trials of the study, over all workers and "
-                            "restarts (not in addition: a rerun finishes the remainder); "
-                            f"default {DEFAULT_TRIALS}")
-    study.add_argument("--timeout", type=float, metavar="SECONDS",
-                       help="time budget of this process: no trial starts that the median "
-                            "trial so far says would overrun it. Given neither --n-trials "
-                            f"nor --timeout, a search stops after {DEFAULT_TRIALS} trials or "
-                            f"{DEFAULT_TIMEOUT // 60} minutes, whichever comes first")
-    study.add_argument("--seed", type=parse_seed, default=0)
-    study.add_argument("--sampler", choices=SAMPLERS,
-                       help="default: tpe (seeded, multivariate); nsga2 with --objective "
-                            "multi; evolution: regularized evolution (one objective)")
-    study.add_argument("--population-size", type=int, default=POPULATION_SIZE, metavar="N",
-                       help="evolution: the N most recent complete trials form the "
-                            "population (default %(default)s)")
-    study.add_argument("--tournament-size", type=int, metavar="N",
-                       help="evolution: the best of N random members is mutated in one "
-                            "choice (default: the whole population)")
-    study.add_argument("--pruner", choices=PRUNERS, default="median",
-                       help="prunes proxy training on per-epoch validation accuracy")
-    study.add_argument("--study", help="study name (default: <dataset>-<target>-<evaluator>)")
-    study.add_argument("--storage", metavar="URL",
-                       help="Optuna storage: sqlite:///PATH, postgresql://USER:PW@HOST/DB or "
-                            "journal:PATH (default: runs/<study>/study.db)")
-    study.add_argument("--runs", dest="runs_dir", default="runs", help="output folder")
-    study.add_argument("--jobs", type=int, default=1,
-                       help="trials in parallel: starts JOBS-1 more worker processes on the "
-                            "same study (for more machines, start more workers yourself)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    groups = add_options(parser, SearchConfig, groups={"target and reward": target},
+                         defaults={"alpha": None, "beta": None, "n_trials": None})
+    groups["study"].add_argument(
+        "--jobs", type=int, default=1,
+        help="trials in parallel: starts JOBS-1 more worker processes on the same study (for "
+             "more machines, start more workers yourself)")
     parser.set_defaults(handler=run)
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
-    alpha, beta = REWARD_PRESETS[args.reward]
-    alpha = alpha if args.alpha is None else args.alpha
-    beta = beta if args.beta is None else args.beta
+    """The search the arguments ask for; bad values are usage errors naming their flags."""
+    preset = dict(zip(("alpha", "beta"), REWARD_PRESETS[args.reward]))
+    given = {name: preset[name] for name in preset if getattr(args, name) is None}
     if (args.target is None) == (args.target_latency is None):
         raise UsageError("give one target: --target-flops (e.g. 400M) or --target-latency "
                          "(e.g. 12ms)")
-    if args.target_latency is not None:
-        from ..latency.use import parse_duration
-
-        if args.metric not in ("flops", "latency"):
-            raise UsageError(f"--target-latency sets the metric; drop --metric {args.metric}")
-        args.metric, target = "latency", parse_duration(args.target_latency)
-    elif args.metric == "latency":
-        from ..latency.use import parse_duration
-
-        # plain numbers are milliseconds, as before units were accepted
-        text = args.target + "ms" if args.target.replace(".", "", 1).isdigit() else args.target
-        target = parse_duration(text, "--target")
-    else:
-        target = parse_count(args.target, "--target-flops")
+    given["metric"], given["target"] = _target(args)
     # A first search with no budget given must end on a slow laptop in minutes.
-    timeout = (DEFAULT_TIMEOUT if args.n_trials is None and args.timeout is None
-               else args.timeout)
+    if args.n_trials is None and args.timeout is None:
+        given["timeout"] = DEFAULT_TIMEOUT
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     most, why = max_jobs()
@@ -161,29 +79,39 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         raise UsageError(f"--jobs {args.jobs}: this machine runs at most {most} worker(s) "
                          f"side by side ({why}); use --jobs {most} or start workers on other "
                          "machines")
-    return SearchConfig(
-        target=target, metric=args.metric, alpha=alpha, beta=beta, objective=args.objective,
-        evaluator=args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
-        resolution=args.resolution, proxy_resolution=args.proxy_resolution,
-        proxy_subset=args.proxy_subset, proxy_epochs=args.proxy_epochs,
-        proxy_val_size=args.proxy_val_size,
-        prescreen=args.prescreen,
-        n_trials=DEFAULT_TRIALS if args.n_trials is None else args.n_trials, timeout=timeout,
-        seed=args.seed, sampler=args.sampler, population_size=args.population_size,
-        tournament_size=args.tournament_size, pruner=args.pruner,
-        cost_window=args.cost_window, study=args.study, storage=args.storage,
-        runs_dir=args.runs_dir, space_path=args.space_path, latency_table=args.latency_table,
-        allow_foreign_table=args.allow_foreign_table, quiet=args.quiet)
+    with usage_errors(SearchConfig):
+        return from_args(SearchConfig, args, **given)
+
+
+def _target(args: argparse.Namespace) -> tuple[str, float]:
+    """The metric and the target in its unit (seconds for latency)."""
+    if args.target_latency is not None:
+        from ..latency.use import parse_duration
+
+        if args.metric not in ("flops", "latency"):
+            raise UsageError(f"--target-latency sets the metric; drop --metric {args.metric}")
+        return "latency", parse_duration(args.target_latency)
+    if args.metric == "latency":
+        from ..latency.use import parse_duration
+
+        # plain numbers are milliseconds, as before units were accepted
+        text = args.target + "ms" if args.target.replace(".", "", 1).isdigit() else args.target
+        return "latency", parse_duration(text, "--target")
+    return args.metric, parse_count(args.target, "--target-flops")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..search import run_search  # Optuna and torch: after the flags are checked
+
     config = config_from_args(args)
-    result = run_search(config, jobs=args.jobs)
+    with usage_errors(SearchConfig):
+        result = run_search(config, jobs=args.jobs)
     print_summary(result, config)
     return exit_code() if result.interrupted else 0
 
 
-def print_summary(result: SearchResult, config: SearchConfig) -> None:
+def print_summary(result, config: SearchConfig) -> None:
+    """What ``result`` (a :class:`nas.search.SearchResult`) found."""
     counts = result.counts
     prescreened = (f", {counts['prescreened']} in it by their {config.active_prescreen} score"
                    if config.active_prescreen else "")
@@ -202,7 +130,7 @@ def print_summary(result: SearchResult, config: SearchConfig) -> None:
     genome = Genome.from_dict(attrs["genome"])
     unit = "multiply-adds" if config.metric == "flops" else config.metric
     print(f"best: trial {result.best.number}, reward {attrs['reward']:.4f}, "
-          f"{'accuracy' if config.evaluator == 'proxy-train' else config.evaluator + ' score'} "
+          f"{'accuracy' if config.evaluator_is_accuracy else config.evaluator + ' score'} "
           f"{attrs['accuracy']:.4f}")
     print(f"costs at the deployment resolution {genome.resolution} px: multiply-adds "
           f"{attrs['flops']:,} ({format_count(attrs['flops'])}), parameters {attrs['params']:,}, "
