@@ -13,7 +13,6 @@ follows the same path as an uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -28,7 +27,11 @@ from tqdm import tqdm
 
 from .data import Normalization, Split, augment, batches, preprocess
 from .signals import check_stop
+from .train_eval import (Distributed, all_reduce_sum, autocast, average_buffers,
+                         evaluate_accuracy, recompute_batch_norm, state_digest)
 
+# Distributed, evaluate_accuracy, recompute_batch_norm and state_digest live in
+# nas.train_eval and are part of the trainer's interface, so they are named here too.
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged",
            "Distributed", "fit", "evaluate_accuracy", "recompute_batch_norm", "learning_rate",
            "configure_threads", "default_device", "state_digest"]
@@ -99,30 +102,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "lr": self.peak_lr, "weight_decay": self.decay}
-
-
-@dataclass(frozen=True)
-class Distributed:
-    """This process's place in a DistributedDataParallel group (from torchrun's variables)."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-    local_world_size: int
-
-    @classmethod
-    def from_env(cls) -> Optional["Distributed"]:
-        """The group torchrun describes in the environment, or None for a single process."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world <= 1:
-            return None
-        return cls(rank=int(os.environ["RANK"]), world_size=world,
-                   local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                   local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(world))))
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
 
 
 @dataclass
@@ -201,99 +180,137 @@ def _make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
     return torch.optim.AdamW(groups, lr=config.peak_lr, **fused)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if device.type == "cuda" and amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast(device.type, enabled=False)
+def _progress_bar(total: int, description: str, quiet: bool, rank: int) -> tqdm:
+    """The per-step progress bar of one fit() call (rank 0 only). Shown only on a
+    terminal (tqdm's ``disable=None``): in a log file or CI every refresh would be a line
+    of its own, hundreds per proxy trial, where the search's bar already gives one."""
+    return tqdm(total=total, desc=description, unit="step",
+                disable=True if quiet or rank != 0 else None, leave=False, dynamic_ncols=True)
 
 
-def _all_reduce_sum(values: list[float], device: torch.device,
-                    distributed: Optional[Distributed]) -> list[float]:
-    if distributed is None:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor)
-    return tensor.tolist()
+class _Loop:
+    """What one :func:`fit` call trains with: the (possibly DDP-wrapped) network, the
+    optimizer and gradient scaler, and how the training split falls into steps."""
 
+    def __init__(self, model: nn.Module, *, train: Split, normalization: Normalization,
+                 config: TrainConfig, device: torch.device, distributed: Optional[Distributed],
+                 fresh: bool, optimizer_state: Optional[dict]) -> None:
+        self.model, self.train, self.normalization = model, train, normalization
+        self.config, self.device, self.distributed = config, device, distributed
+        self.rank, self.world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
+        self.batch = config.batch_size // self.world
+        if self.batch < 2:
+            raise ValueError(f"batch size {config.batch_size} is too small for {self.world} "
+                             "processes (each needs at least 2 images for batch normalisation)")
+        per_rank_images = len(train) // self.world
+        if per_rank_images < 2:
+            raise ValueError(f"{len(train)} training images are too few for {self.world} "
+                             "process(es)")
+        self.drop_last = per_rank_images >= self.batch
+        self.steps_per_epoch = per_rank_images // self.batch if self.drop_last else 1
+        self.total_steps = config.epochs * self.steps_per_epoch
+        if config.zero_init_classifier and fresh:
+            classifier = getattr(model, "classifier", None)
+            if isinstance(classifier, nn.Linear):
+                nn.init.zeros_(classifier.weight)
+                nn.init.zeros_(classifier.bias)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        model.to(device=device, memory_format=memory_format)
+        self.network: nn.Module = model
+        if distributed is not None:
+            from torch.nn.parallel import DistributedDataParallel
 
-@torch.no_grad()
-def evaluate_accuracy(model: nn.Module, split: Split, *, resolution: int,
-                      normalization: Normalization, device: torch.device,
-                      batch_size: int = 1024, channels_last: bool = True, amp: bool = True,
-                      distributed: Optional[Distributed] = None) -> float:
-    """Top-1 accuracy in [0, 1] of ``model`` (eval mode) on ``split``; under DDP each rank
-    scores its share and the counts are summed."""
-    network = model.module if hasattr(model, "module") else model
-    was_training = network.training
-    network.eval()
-    rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
-    correct = 0.0
-    images_seen = 0.0
-    for images, labels in batches(split, batch_size, shuffle=False):
-        if world > 1:  # strided shares: every image is scored once over all ranks
-            images, labels = images[rank::world], labels[rank::world]
-        if len(labels) == 0:
-            continue
-        inputs = preprocess(images.to(device, non_blocking=True), resolution, normalization,
-                            channels_last=channels_last)
-        with _autocast(device, amp):
-            logits = network(inputs)
-        correct += float((logits.argmax(1).cpu() == labels).sum())
-        images_seen += len(labels)
-    network.train(was_training)
-    correct, images_seen = _all_reduce_sum([correct, images_seen], device, distributed)
-    return correct / images_seen if images_seen else 0.0
+            self.network = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.optimizer = _make_optimizer(model, config, device)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp
+                                           and not torch.cuda.is_bf16_supported())
+        # A loss check syncs with the device: every step on a CPU, every 25th on a GPU.
+        self.check_every = 1 if device.type == "cpu" else 25
 
+    def train_epoch(self, epoch: int, progress: tqdm) -> dict[str, Any]:
+        """One epoch of optimizer steps; its loss, accuracy, images and seconds summed
+        over the ranks."""
+        config, device = self.config, self.device
+        torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + self.rank)
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch * 1_009 + self.rank)
+        self.network.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.float64, device=device)
+        seen, step_in_epoch, lr = 0, 0, 0.0
+        started = time.perf_counter()
+        for images, labels in batches(self.train, self.batch, shuffle=True,
+                                      seed=config.seed + epoch, drop_last=self.drop_last,
+                                      rank=self.rank, world_size=self.world):
+            if self.distributed is None:  # ranks stopping at different steps would hang
+                check_stop()
+            lr = learning_rate(epoch * self.steps_per_epoch + step_in_epoch, self.total_steps,
+                               config, self.steps_per_epoch)
+            loss, logits, targets = self._step(images, labels, lr, generator)
+            loss_sum += loss.detach().double() * len(labels)
+            correct += (logits.detach().argmax(1) == targets).sum().double()
+            seen += len(labels)
+            step_in_epoch += 1
+            if step_in_epoch % self.check_every == 0 or step_in_epoch == self.steps_per_epoch:
+                mean_loss = float(loss_sum) / seen
+                if not math.isfinite(mean_loss):
+                    raise TrainingDiverged(f"loss became {float(loss.detach())} at epoch "
+                                           f"{epoch + 1}, step {step_in_epoch} (learning "
+                                           f"rate {lr:.3g})")
+                progress.update(self.check_every if step_in_epoch % self.check_every == 0
+                                else step_in_epoch % self.check_every)
+                elapsed = time.perf_counter() - started
+                progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
+                                     loss=f"{mean_loss:.3f}", acc=f"{float(correct) / seen:.3f}",
+                                     img_s=f"{seen * self.world / max(elapsed, 1e-9):.0f}",
+                                     refresh=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        loss_total, correct_total, seen_total = all_reduce_sum(
+            [float(loss_sum), float(correct), float(seen)], device, self.distributed)
+        return {"loss": loss_total / seen_total, "accuracy": correct_total / seen_total,
+                "images": seen_total, "lr": lr, "seconds": seconds, "started": started}
 
-@torch.no_grad()
-def recompute_batch_norm(model: nn.Module, split: Split, *, images: int, batch_size: int,
-                         resolution: int, normalization: Normalization, device: torch.device,
-                         channels_last: bool, seed: int) -> None:
-    """Replace the running mean/variance of every batch-norm layer by their plain average
-    over ``images`` training images (the model's training-mode forward, no gradients).
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, lr: float,
+              generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        config = self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if config.augment:
+            images = augment(images, generator=generator)
+        inputs = preprocess(images.to(self.device, non_blocking=True), config.resolution,
+                            self.normalization, channels_last=config.channels_last)
+        targets = labels.to(self.device, non_blocking=True)
+        with autocast(self.device, config.amp):
+            logits = self.network(inputs)
+            loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss, logits, targets
 
-    The exponential running averages lag far behind the weights in a short run: after a
-    few hundred steps the depthwise layers' variances still carry their initial value,
-    and the eval-mode network scores near chance (pycls, ``compute_precise_bn_stats``)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms or images <= 0:
-        return
-    momenta = [norm.momentum for norm in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over the batches below
-    was_training = model.training
-    model.train()
-    seen = 0
-    for batch, _ in batches(split, min(batch_size, images), shuffle=True, seed=seed):
-        model(preprocess(batch.to(device, non_blocking=True), resolution, normalization,
-                         channels_last=channels_last))
-        seen += len(batch)
-        if seen >= images:
-            break
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
-    model.train(was_training)
-
-
-def _average_buffers(model: nn.Module, distributed: Distributed) -> None:
-    """Average the batch-norm running statistics over the ranks: each rank updated them
-    on its own share of the last batches, and evaluation and checkpoints need one model."""
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            torch.distributed.all_reduce(buffer)
-            buffer.div_(distributed.world_size)
-
-
-def state_digest(model: nn.Module) -> str:
-    """SHA-256 of every parameter and buffer, in state_dict order (ranks compare these)."""
-    network = model.module if hasattr(model, "module") else model
-    digest = hashlib.sha256()
-    for key, value in network.state_dict().items():
-        digest.update(key.encode())
-        digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    def settle(self, epoch: int, val: Split) -> Optional[float]:
+        """After an epoch's steps: precise batch-norm statistics, the same on every rank,
+        then the accuracy on ``val`` (None when it is empty)."""
+        config = self.config
+        recompute_batch_norm(self.model, self.train, images=config.precise_bn_images // self.world,
+                             batch_size=self.batch, resolution=config.resolution,
+                             normalization=self.normalization, device=self.device,
+                             channels_last=config.channels_last,
+                             seed=config.seed + 7919 * (epoch + 1) + self.rank)
+        if self.distributed is not None:
+            average_buffers(self.model, self.distributed)
+        if not len(val):
+            return None
+        return evaluate_accuracy(self.network, val, resolution=config.resolution,
+                                 normalization=self.normalization, device=self.device,
+                                 batch_size=config.eval_batch_size,
+                                 channels_last=config.channels_last, amp=config.amp,
+                                 distributed=self.distributed)
 
 
 def fit(model: nn.Module, *, train: Split, val: Split, normalization: Normalization,
@@ -312,131 +329,38 @@ def fit(model: nn.Module, *, train: Split, val: Split, normalization: Normalizat
     ``after_epoch(epoch, history, model, optimizer)`` (checkpoints). A NaN or infinite
     loss raises :class:`TrainingDiverged`. Under ``distributed`` the model is wrapped in
     DistributedDataParallel and each rank trains on its share of every batch."""
-    device = device or default_device()
-    rank, world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
-    per_rank_batch = config.batch_size // world
-    if per_rank_batch < 2:
-        raise ValueError(f"batch size {config.batch_size} is too small for {world} processes "
-                         "(each needs at least 2 images for batch normalisation)")
-    per_rank_images = len(train) // world
-    if per_rank_images < 2:
-        raise ValueError(f"{len(train)} training images are too few for {world} process(es)")
-    drop_last = per_rank_images >= per_rank_batch
-    steps_per_epoch = (per_rank_images // per_rank_batch if drop_last else 1)
-    total_steps = config.epochs * steps_per_epoch
+    loop = _Loop(model, train=train, normalization=normalization, config=config,
+                 device=device or default_device(), distributed=distributed,
+                 fresh=start_epoch == 0 and optimizer_state is None,
+                 optimizer_state=optimizer_state)
     history = list(history or [])
-
-    if config.zero_init_classifier and start_epoch == 0 and optimizer_state is None:
-        classifier = getattr(model, "classifier", None)
-        if isinstance(classifier, nn.Linear):
-            nn.init.zeros_(classifier.weight)
-            nn.init.zeros_(classifier.bias)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(device=device, memory_format=memory_format)
-    network: nn.Module = model
-    if distributed is not None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        network = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = _make_optimizer(model, config, device)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp
-                                  and not torch.cuda.is_bf16_supported())
-    check_every = 1 if device.type == "cpu" else 25  # a GPU sync per step would cost speed
     started = time.perf_counter()
-    remaining = config.epochs - start_epoch
-    progress = tqdm(total=remaining * steps_per_epoch, desc=description, unit="step",
-                    disable=quiet or rank != 0, leave=False, dynamic_ncols=True)
+    progress = _progress_bar((config.epochs - start_epoch) * loop.steps_per_epoch, description,
+                             quiet, loop.rank)
     try:
         for epoch in range(start_epoch, config.epochs):
-            torch.manual_seed(config.seed * 100_003 + epoch * 1_009 + rank)
-            generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch * 1_009 + rank)
-            network.train()
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            correct = torch.zeros((), dtype=torch.float64, device=device)
-            seen = 0
-            epoch_started = time.perf_counter()
-            step_in_epoch = 0
-            for images, labels in batches(train, per_rank_batch, shuffle=True,
-                                          seed=config.seed + epoch, drop_last=drop_last,
-                                          rank=rank, world_size=world):
-                if distributed is None:  # ranks stopping at different steps would hang
-                    check_stop()
-                step = epoch * steps_per_epoch + step_in_epoch
-                lr = learning_rate(step, total_steps, config, steps_per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if config.augment:
-                    images = augment(images, generator=generator)
-                inputs = preprocess(images.to(device, non_blocking=True), config.resolution,
-                                    normalization, channels_last=config.channels_last)
-                targets = labels.to(device, non_blocking=True)
-                with _autocast(device, config.amp):
-                    logits = network(inputs)
-                    loss = F.cross_entropy(logits, targets, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach().double() * len(labels)
-                correct += (logits.detach().argmax(1) == targets).sum().double()
-                seen += len(labels)
-                step_in_epoch += 1
-                if step_in_epoch % check_every == 0 or step_in_epoch == steps_per_epoch:
-                    mean_loss = float(loss_sum) / seen
-                    if not math.isfinite(mean_loss):
-                        raise TrainingDiverged(f"loss became {float(loss.detach())} at epoch "
-                                               f"{epoch + 1}, step {step_in_epoch} (learning "
-                                               f"rate {lr:.3g})")
-                    progress.update(check_every if step_in_epoch % check_every == 0
-                                    else step_in_epoch % check_every)
-                    elapsed = time.perf_counter() - epoch_started
-                    progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
-                                         loss=f"{mean_loss:.3f}",
-                                         acc=f"{float(correct) / seen:.3f}",
-                                         img_s=f"{seen * world / max(elapsed, 1e-9):.0f}",
-                                         refresh=False)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            train_seconds = time.perf_counter() - epoch_started
-            recompute_batch_norm(model, train, images=config.precise_bn_images // world,
-                                 batch_size=per_rank_batch, resolution=config.resolution,
-                                 normalization=normalization, device=device,
-                                 channels_last=config.channels_last,
-                                 seed=config.seed + 7919 * (epoch + 1) + rank)
-            if distributed is not None:
-                _average_buffers(model, distributed)
-            loss_total, correct_total, seen_total = _all_reduce_sum(
-                [float(loss_sum), float(correct), float(seen)], device, distributed)
-            val_accuracy = (evaluate_accuracy(network, val, resolution=config.resolution,
-                                              normalization=normalization, device=device,
-                                              batch_size=config.eval_batch_size,
-                                              channels_last=config.channels_last,
-                                              amp=config.amp, distributed=distributed)
-                            if len(val) else None)
+            trained = loop.train_epoch(epoch, progress)
+            val_accuracy = loop.settle(epoch, val)
             history.append({
                 "epoch": epoch + 1,
-                "train_loss": round(loss_total / seen_total, 6),
-                "train_accuracy": round(correct_total / seen_total, 6),
+                "train_loss": round(trained["loss"], 6),
+                "train_accuracy": round(trained["accuracy"], 6),
                 eval_key: None if val_accuracy is None else round(val_accuracy, 6),
-                "lr": lr,
-                "train_images": int(seen_total),
-                "train_seconds": round(train_seconds, 3),
-                "images_per_second": round(seen_total / train_seconds, 1),
-                "seconds": round(time.perf_counter() - epoch_started, 3),
+                "lr": trained["lr"],
+                "train_images": int(trained["images"]),
+                "train_seconds": round(trained["seconds"], 3),
+                "images_per_second": round(trained["images"] / trained["seconds"], 1),
+                "seconds": round(time.perf_counter() - trained["started"], 3),
             })
             progress.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
-                                 loss=f"{loss_total / seen_total:.3f}",
-                                 acc=f"{correct_total / seen_total:.3f}",
-                                 img_s=f"{seen_total / train_seconds:.0f}",
+                                 loss=f"{trained['loss']:.3f}", acc=f"{trained['accuracy']:.3f}",
+                                 img_s=f"{trained['images'] / trained['seconds']:.0f}",
                                  val="-" if val_accuracy is None else f"{val_accuracy:.4f}")
             log.info("epoch %d/%d: %s", epoch + 1, config.epochs, history[-1])
             if on_epoch is not None and val_accuracy is not None:
                 on_epoch(epoch + 1, val_accuracy)
             if after_epoch is not None:
-                after_epoch(epoch + 1, history, network, optimizer)
+                after_epoch(epoch + 1, history, loop.network, loop.optimizer)
     finally:
         progress.close()
     return TrainResult(history=history, seconds=time.perf_counter() - started, eval_key=eval_key)

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
-from space import Genome, build, cost
+from space import Genome
 
-from ..checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..checkpoint import CheckpointError, load_checkpoint
 from ..checkpoint_fields import FieldError, check_resume_metrics
-from ..common import (UsageError, atomic_write_json, check_writable_dir, format_count,
-                      json_bytes, load_genome, parse_seed)
-from ..data import DATASETS, Dataset, load_dataset, proxy_resolution, split_train_val, take_subset
+from ..common import UsageError, check_writable_dir, format_count, load_genome, parse_seed
+from ..data import DATASETS, Dataset, load_dataset
+from ..full_train import DEFAULTS, FIXED_ON_RESUME, FullTraining
 from ..memory import check_fits, training_bytes
-from ..signals import StopRequested, handle_signals
-from ..train import OPTIMIZERS, SCHEDULES, Distributed, TrainConfig, TrainingDiverged, \
-    configure_threads, evaluate_accuracy, fit, state_digest
+from ..signals import StopRequested
+from ..train import OPTIMIZERS, SCHEDULES, Distributed, TrainingDiverged, configure_threads
 
 EXAMPLES = """\
 examples:
@@ -39,14 +37,6 @@ set with --val-size N (then the test set is scored once at the end). OUT/metrics
 OUT/checkpoint.pt are rewritten atomically after every epoch.
 """
 
-# Full-training defaults (benchmarks/bench_full_train.py measures them on EfficientNet-B0:
-# 40 epochs reach 93.3% Fashion-MNIST test accuracy, 30 epochs stop at 92.9%).
-DEFAULTS = {"epochs": 40, "batch_size": 256, "optimizer": "adamw", "lr": None,
-            "weight_decay": None, "schedule": "onecycle", "label_smoothing": 0.1,
-            "augment": True, "resolution": 32, "seed": 0}
-# Settings a resumed run must keep (the schedule's length, --epochs, may grow).
-_FIXED_ON_RESUME = ("batch_size", "optimizer", "lr", "weight_decay", "schedule",
-                    "label_smoothing", "augment", "seed")
 
 
 def register(subparsers) -> None:
@@ -111,7 +101,7 @@ def _settings(args: argparse.Namespace, stored: Optional[dict[str, Any]]) -> dic
     given = {key: getattr(args, key) for key in DEFAULTS if getattr(args, key) is not None}
     if stored is None:
         return {**DEFAULTS, **given}
-    for key in _FIXED_ON_RESUME:
+    for key in FIXED_ON_RESUME:
         if key in given and given[key] != stored[key]:
             raise UsageError(f"--{key.replace('_', '-')} {given[key]} differs from the "
                              f"checkpoint's {stored[key]}; a resumed run keeps its settings "
@@ -157,165 +147,109 @@ def run(args: argparse.Namespace) -> int:
         torch.distributed.destroy_process_group()
 
 
+def _threads(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
+    if args.threads is None:
+        return configure_threads(distributed.local_world_size if distributed else 1)
+    if args.threads < 1:
+        raise UsageError(f"--threads {args.threads} must be at least 1")
+    torch.set_num_threads(args.threads)
+    return args.threads
+
+
+def _stored(args: argparse.Namespace, genome: Genome, out: Path) -> Optional[dict[str, Any]]:
+    """The checkpoint to continue with --resume (checked against the flags), else None."""
+    checkpoint_path = out / "checkpoint.pt"
+    if not args.resume:
+        if checkpoint_path.exists():
+            raise UsageError(f"{checkpoint_path} exists; pass --resume to continue it or "
+                             "choose another --out")
+        return None
+    if not checkpoint_path.exists():
+        raise UsageError(f"--resume: {checkpoint_path} does not exist; run without "
+                         "--resume to start")
+    stored = load_checkpoint(checkpoint_path)
+    _check_resumable(stored, genome, args, checkpoint_path)
+    return stored
+
+
+def _check_fits(job: FullTraining) -> None:
+    """Refused before anything is built or written (no empty output folder is left)."""
+    config, distributed, device = job.config, job.distributed, job.device
+    if config.batch_size // job.world < 2:
+        raise UsageError(f"--batch-size {config.batch_size} leaves fewer than 2 images per "
+                         f"process for {job.world} processes")
+    ranks_here = distributed.local_world_size if distributed and device.type == "cpu" else 1
+    check_fits(ranks_here * training_bytes(
+        job.genome, resolution=config.resolution, batch=config.batch_size // job.world,
+        num_classes=job.data.num_classes, in_channels=job.data.in_channels,
+        optimizer=config.optimizer, eval_batch=config.eval_batch_size),
+        f"training {job.genome.name or 'the genome'} at {config.resolution} px, batch "
+        f"{config.batch_size}", device=device, advice="lower --resolution or --batch-size")
+
+
 def _train(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
     main = distributed is None or distributed.is_main
     say = print if main else (lambda *_a, **_k: None)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UsageError(f"--threads {args.threads} must be at least 1")
-        torch.set_num_threads(args.threads)
-        threads = args.threads
-    else:
-        threads = configure_threads(distributed.local_world_size if distributed else 1)
+    threads = _threads(args, distributed)
     device = _device(args, distributed)
     genome = load_genome(args.genome)
     data = load_dataset(args.dataset, args.data_dir)
     out = Path(args.out) if args.out else _default_out(genome, args.genome, args.dataset)
-    checkpoint_path, metrics_path = out / "checkpoint.pt", out / "metrics.json"
-
-    stored = None
-    if args.resume:
-        if not checkpoint_path.exists():
-            raise UsageError(f"--resume: {checkpoint_path} does not exist; run without "
-                             "--resume to start")
-        stored = load_checkpoint(checkpoint_path)
-        _check_resumable(stored, genome, args, checkpoint_path)
-    elif checkpoint_path.exists():
-        raise UsageError(f"{checkpoint_path} exists; pass --resume to continue it or "
-                         "choose another --out")
+    stored = _stored(args, genome, out)
     settings = _settings(args, stored["metrics"]["settings"] if stored else None)
     _check_numbers(settings, args, data)
-
-    resolution = proxy_resolution(settings["resolution"], genome.resolution_multiplier)
-    config = TrainConfig(epochs=settings["epochs"], batch_size=settings["batch_size"],
-                         optimizer=settings["optimizer"], lr=settings["lr"],
-                         weight_decay=settings["weight_decay"], schedule=settings["schedule"],
-                         label_smoothing=settings["label_smoothing"],
-                         augment=settings["augment"], resolution=resolution,
-                         seed=settings["seed"])
-    world = distributed.world_size if distributed else 1
-    if config.batch_size // world < 2:
-        raise UsageError(f"--batch-size {config.batch_size} leaves fewer than 2 images per "
-                         f"process for {world} processes")
-    # Refused before anything is built or written (no empty output folder is left).
-    ranks_here = distributed.local_world_size if distributed and device.type == "cpu" else 1
-    check_fits(ranks_here * training_bytes(
-        genome, resolution=resolution, batch=config.batch_size // world,
-        num_classes=data.num_classes, in_channels=data.in_channels,
-        optimizer=config.optimizer, eval_batch=config.eval_batch_size),
-        f"training {genome.name or 'the genome'} at {resolution} px, batch "
-        f"{config.batch_size}", device=device, advice="lower --resolution or --batch-size")
+    job = FullTraining(genome=genome, name=genome.name or Path(args.genome).stem, data=data,
+                       settings=settings, out=out, device=device, distributed=distributed,
+                       val_size=args.val_size, subset=args.subset, quiet=args.quiet)
+    _check_fits(job)
     if main:
         check_writable_dir(out)
-    train, val = split_train_val(data, args.val_size, config.seed)
-    train = take_subset(train, args.subset, config.seed)
-    scored_on, eval_key = (val, "val_accuracy") if args.val_size else (data.test, "test_accuracy")
-
-    torch.manual_seed(config.seed)
-    model = build(genome, num_classes=data.num_classes, in_channels=data.in_channels)
-    start_epoch, history, optimizer_state, past_seconds = 0, [], None, 0.0
-    if stored is not None:
-        try:
-            model.load_state_dict(stored["state_dict"])
-        except RuntimeError as error:
-            raise CheckpointError(f"{checkpoint_path}: its weights do not fit its genome "
-                                  f"({str(error).strip().splitlines()[0][:160]})") from None
-        start_epoch = stored["epoch"]
-        history = stored["metrics"]["history"]
-        optimizer_state = stored["optimizer_state"]
-        past_seconds = stored["metrics"]["wall_seconds"]
-
-    costs = cost(genome, resolution, data.num_classes, data.in_channels)
-    name = genome.name or Path(args.genome).stem
-    say(f"training {name} on {data.name} ({len(train):,} images, {data.num_classes} classes) "
-        f"at {resolution}x{resolution} px: {format_count(costs.flops)} multiply-adds, "
-        f"{format_count(costs.params)} parameters")
-    if data.in_channels != 3:
-        say(f"note: {data.name} has {data.in_channels} input channel(s); the stem convolution "
-            f"is built for {data.in_channels} instead of 3 (RGB)")
-    say(f"{config.optimizer} lr {config.peak_lr:.3g}, {config.schedule}, batch "
-        f"{config.batch_size}, label smoothing {config.label_smoothing:g}, augmentation "
-        f"{'on' if config.augment else 'off'}; {device}, {threads} thread(s)"
-        + (f" x {world} processes (DDP)" if distributed else ""))
-    if start_epoch >= config.epochs:
-        say(f"{checkpoint_path} already has {start_epoch} epoch(s); nothing to do "
+    _announce(job, say, threads)
+    start_epoch = stored["epoch"] if stored else 0
+    if start_epoch >= job.config.epochs:
+        say(f"{job.checkpoint_path} already has {start_epoch} epoch(s); nothing to do "
             "(raise --epochs to train longer)")
         return 0
     if start_epoch:
         say(f"resuming after epoch {start_epoch}")
-
-    started = time.perf_counter()
-
-    def record(epoch: int, so_far: list[dict[str, Any]], network: torch.nn.Module,
-               optimizer: torch.optim.Optimizer) -> None:
-        if args.quiet and main:
-            last = so_far[-1]
-            print(f"epoch {epoch}/{config.epochs}: loss {last['train_loss']:.4f}, train "
-                  f"accuracy {last['train_accuracy']:.4f}, {eval_key.replace('_', ' ')} "
-                  f"{last[eval_key]:.4f}, {last['images_per_second']:.0f} img/s", flush=True)
-        if not main:
-            return
-        metrics = _metrics(name=name, genome=genome, data=data, settings=settings,
-                           config=config, history=so_far, device=device, world=world,
-                           costs=costs, seconds=past_seconds + time.perf_counter() - started)
-        save_checkpoint(checkpoint_path, genome=genome, model=network,
-                        num_classes=data.num_classes, in_channels=data.in_channels,
-                        resolution=resolution, dataset=data.name, epoch=epoch,
-                        metrics=metrics, normalization=data.normalization.to_dict(),
-                        optimizer_state=optimizer.state_dict(),
-                        scheduler_state={"schedule": config.schedule, "epoch": epoch},
-                        # one epoch's pair, or the previous one: never weights and metrics
-                        # of two different epochs
-                        alongside={metrics_path: json_bytes(metrics)})
-
     try:
-        # Ctrl-C or SIGTERM stops at the next step; the last finished epoch's checkpoint
-        # stays (under torchrun a signal stops every rank at once, as they must agree).
-        with handle_signals(graceful=distributed is None):
-            result = fit(model, train=train, val=scored_on, normalization=data.normalization,
-                         config=config, device=device, quiet=args.quiet or not main,
-                         description=name, eval_key=eval_key, start_epoch=start_epoch,
-                         history=history, optimizer_state=optimizer_state,
-                         after_epoch=record, distributed=distributed)
+        metrics = job.run(stored, epoch_line=(lambda line: print(line, flush=True))
+                          if args.quiet and main else None)
     except StopRequested:
-        if main and checkpoint_path.exists():
-            print(f"stopped; {checkpoint_path} holds the last finished epoch: add --resume "
+        if main and job.checkpoint_path.exists():
+            print(f"stopped; {job.checkpoint_path} holds the last finished epoch: add --resume "
                   "to continue", flush=True)
         raise
     except TrainingDiverged as error:
         print(f"nas train: training diverged: {error}; lower --lr or check the genome",
               file=sys.stderr)
         return 1
-
-    metrics = _metrics(name=name, genome=genome, data=data, settings=settings, config=config,
-                       history=result.history, device=device, world=world, costs=costs,
-                       seconds=past_seconds + time.perf_counter() - started)
-    if args.val_size:
-        metrics["test_accuracy"] = evaluate_accuracy(
-            model, data.test, resolution=resolution, normalization=data.normalization,
-            device=device, distributed=distributed) if len(data.test) else None
-    if distributed is not None:
-        # Every rank reports its own weights and final scores; they must agree.
-        mine = {"rank": distributed.rank, "weights_sha256": state_digest(model),
-                eval_key: metrics[eval_key], "test_accuracy": metrics["test_accuracy"]}
-        reports: list[Optional[dict[str, Any]]] = [None] * world
-        torch.distributed.all_gather_object(reports, mine)
-        metrics["ranks"] = reports
-        metrics["ranks_agree"] = all({k: v for k, v in r.items() if k != "rank"}
-                                     == {k: v for k, v in mine.items() if k != "rank"}
-                                     for r in reports)
     if main:
-        atomic_write_json(metrics_path, metrics)
         final = metrics["test_accuracy"]
         summary = f"test accuracy {final:.4f}" if final is not None else (
             f"validation accuracy {metrics['val_accuracy']:.4f}")
-        print(f"done: {summary} after {len(result.history)} epochs, "
+        print(f"done: {summary} after {metrics['epochs_completed']} epochs, "
               f"{metrics['wall_seconds']:.0f} s, {metrics['images_per_second']:.0f} img/s "
               "training")
         if distributed is not None and not metrics["ranks_agree"]:
             print("warning: the ranks ended with different weights", file=sys.stderr)
-        print(f"wrote {metrics_path} and {checkpoint_path}")
+        print(f"wrote {job.metrics_path} and {job.checkpoint_path}")
     return 0
+
+
+def _announce(job: FullTraining, say: Callable[..., None], threads: int) -> None:
+    data, config, costs = job.data, job.config, job.costs
+    train_images = len(job.splits[0])
+    say(f"training {job.name} on {data.name} ({train_images:,} images, {data.num_classes} "
+        f"classes) at {config.resolution}x{config.resolution} px: "
+        f"{format_count(costs.flops)} multiply-adds, {format_count(costs.params)} parameters")
+    if data.in_channels != 3:
+        say(f"note: {data.name} has {data.in_channels} input channel(s); the stem convolution "
+            f"is built for {data.in_channels} instead of 3 (RGB)")
+    say(f"{config.optimizer} lr {config.peak_lr:.3g}, {config.schedule}, batch "
+        f"{config.batch_size}, label smoothing {config.label_smoothing:g}, augmentation "
+        f"{'on' if config.augment else 'off'}; {job.device}, {threads} thread(s)"
+        + (f" x {job.world} processes (DDP)" if job.distributed else ""))
 
 
 def _check_resumable(stored: dict[str, Any], genome: Genome, args: argparse.Namespace,
@@ -332,36 +266,3 @@ def _check_resumable(stored: dict[str, Any], genome: Genome, args: argparse.Name
         check_resume_metrics(stored["metrics"])
     except FieldError as error:
         raise CheckpointError(f"{path} cannot be resumed: it {error}") from None
-
-
-def _metrics(*, name: str, genome: Genome, data: Dataset, settings: dict[str, Any],
-             config: TrainConfig, history: list[dict[str, Any]], device: torch.device,
-             world: int, costs, seconds: float) -> dict[str, Any]:
-    """metrics.json: what was trained, how, and every epoch's numbers."""
-    timed = [h for h in history if h["train_seconds"] > 0]
-    images = sum(h["train_images"] for h in timed)
-    train_seconds = sum(h["train_seconds"] for h in timed)
-    last = history[-1] if history else {}
-    return {
-        "genome": name,
-        "genome_json": genome.to_dict(),
-        "dataset": data.name,
-        "num_classes": data.num_classes,
-        "in_channels": data.in_channels,
-        "resolution": config.resolution,
-        "flops": costs.flops,
-        "params": costs.params,
-        "settings": settings,
-        "config": config.to_dict(),
-        "epochs_completed": len(history),
-        "test_accuracy": last.get("test_accuracy"),
-        "val_accuracy": last.get("val_accuracy"),
-        "wall_seconds": round(seconds, 1),
-        "images_per_second": round(images / train_seconds, 1) if train_seconds else 0.0,
-        "device": str(device),
-        "world_size": world,
-        "torch": str(torch.__version__),
-        "threads": torch.get_num_threads(),
-        "history": history,
-    }
-

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from nas import full_train
 from nas.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.cli import main
-from nas.commands import train as train_command
 from nas.data import Normalization, load_dataset, preprocess, split_train_val, take_subset
 from nas.train import TrainConfig, TrainingDiverged, fit, learning_rate, state_digest
 from space import Genome, NasError, Stage, build, presets
@@ -192,14 +192,14 @@ def test_cli_trains_writes_metrics_and_resumes_to_the_same_result(tmp_path, tiny
     assert 0.5 < metrics["test_accuracy"] <= 1 and metrics["history"][1]["val_accuracy"] > 0.5
 
     # Interrupt the same run (Ctrl-C) right after epoch 1 is on disk, then resume it.
-    real_save = train_command.save_checkpoint
+    real_save = full_train.save_checkpoint
 
     def save_then_interrupt(*args, **kwargs):  # the checkpoint and its metrics.json
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train_command, "save_checkpoint", save_then_interrupt)
+        patch.setattr(full_train, "save_checkpoint", save_then_interrupt)
         assert _train(tiny_json, split, "--epochs", "2") == 130
     assert json.loads((split / "metrics.json").read_text())["epochs_completed"] == 1
     assert _train(tiny_json, split, "--epochs", "2", "--resume") == 0
