@@ -5,11 +5,14 @@ that the cost model cannot drift from the network that is built.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .genome import Genome
+from .schema import BLOCK_CHOICES
 
-__all__ = ["round_channels", "BlockSpec", "resolve_blocks", "conv_output_size"]
+__all__ = ["round_channels", "BlockSpec", "resolve_blocks", "conv_output_size",
+           "canonical_genome"]
 
 
 def round_channels(channels: float, divisor: int = 8, round_limit: float = 0.9) -> int:
@@ -33,7 +36,15 @@ def conv_output_size(size: int, kernel_size: int, stride: int) -> int:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One MBConv block with every number resolved; no multipliers left to apply."""
+    """One block with every number resolved; no multipliers left to apply.
+
+    ``conv_op`` "mbconv": 1x1 expansion (unless ``has_expansion`` is False), depthwise
+    kxk; "fused" (Fused-MBConv, timm's EdgeResidual): one regular kxk convolution from
+    ``in_channels`` to ``expanded_channels`` in their place. Either is followed by the
+    optional squeeze-and-excitation and the 1x1 projection. ``skip_op`` is "none" only
+    where it removes a residual: a block whose shapes forbid one says "identity", so two
+    genomes that build the same network give the same blocks.
+    """
 
     stage_index: int
     block_index: int  # position among all blocks of the network
@@ -45,10 +56,16 @@ class BlockSpec:
     stride: int
     se_channels: int  # squeeze width; 0 means no squeeze-and-excitation
     drop_connect: float  # stochastic-depth probability of this block's residual branch
+    conv_op: str = "mbconv"
+    skip_op: str = "identity"
+
+    @property
+    def shapes_allow_residual(self) -> bool:
+        return self.stride == 1 and self.in_channels == self.out_channels
 
     @property
     def residual(self) -> bool:
-        return self.stride == 1 and self.in_channels == self.out_channels
+        return self.shapes_allow_residual and self.skip_op == "identity"
 
 
 def resolve_blocks(genome: Genome) -> list[BlockSpec]:
@@ -79,6 +96,20 @@ def resolve_blocks(genome: Genome) -> list[BlockSpec]:
                 stride=stage.stride if layer == 0 else 1,
                 se_channels=se_channels,
                 drop_connect=genome.drop_connect_rate * len(blocks) / total,
+                **{field.name: getattr(stage, field.name) for field in BLOCK_CHOICES},
             ))
+            if not blocks[-1].shapes_allow_residual:
+                blocks[-1] = dataclasses.replace(blocks[-1], skip_op="identity")
             in_channels = stage.out_channels
     return blocks
+
+
+def canonical_genome(genome: Genome) -> Genome:
+    """``genome`` with ``skip_op`` "identity" on every stage none of whose blocks could
+    hold a residual (one block that strides or changes width): the same network, written
+    one way, so that such twins share a key (:meth:`Genome.key`)."""
+    keeps = {spec.stage_index for spec in resolve_blocks(genome) if spec.shapes_allow_residual}
+    stages = tuple(stage if index in keeps or stage.skip_op == "identity"
+                   else dataclasses.replace(stage, skip_op="identity")
+                   for index, stage in enumerate(genome.stages))
+    return genome if stages == genome.stages else dataclasses.replace(genome, stages=stages)

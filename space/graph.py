@@ -58,7 +58,8 @@ class _LayerWriter:
         return name
 
     def conv(self, name: str, *, in_channels: int, out_channels: int, kernel_size: int,
-             stride: int = 1, groups: int = 1, bias: bool = False, block=None) -> str:
+             stride: int = 1, groups: int = 1, bias: bool = False, block=None,
+             main: bool = False) -> str:
         channels, height, width = self.layers[self.last]["out_shape"]
         assert channels == in_channels, f"{name}: {channels} != {in_channels}"
         out_h = conv_output_size(height, kernel_size, stride)
@@ -69,7 +70,7 @@ class _LayerWriter:
                         flops=weights * out_h * out_w,
                         params=weights + (out_channels if bias else 0),
                         activations=outputs, block=block, kernel_size=kernel_size,
-                        stride=stride, groups=groups)
+                        stride=stride, groups=groups, **({"main": True} if main else {}))
 
     def norm(self, name: str, block=None) -> str:
         shape = self.layers[self.last]["out_shape"]
@@ -85,16 +86,23 @@ class _LayerWriter:
 def _add_block(writer: _LayerWriter, spec: BlockSpec, activation: str) -> None:
     prefix = f"blocks.{spec.block_index}"
     block_input = writer.last
-    if spec.has_expansion:
-        writer.conv(f"{prefix}.expand", in_channels=spec.in_channels,
-                    out_channels=spec.expanded_channels, kernel_size=1, block=spec.block_index)
-        writer.norm(f"{prefix}.expand_bn", block=spec.block_index)
-        writer.elementwise(f"{prefix}.expand_act", activation, block=spec.block_index)
-    writer.conv(f"{prefix}.depthwise", in_channels=spec.expanded_channels,
+    if spec.conv_op == "fused":
+        main, main_in, groups = "fused", spec.in_channels, 1
+    else:
+        main, main_in, groups = "depthwise", spec.expanded_channels, spec.expanded_channels
+        if spec.has_expansion:
+            writer.conv(f"{prefix}.expand", in_channels=spec.in_channels,
+                        out_channels=spec.expanded_channels, kernel_size=1,
+                        block=spec.block_index)
+            writer.norm(f"{prefix}.expand_bn", block=spec.block_index)
+            writer.elementwise(f"{prefix}.expand_act", activation, block=spec.block_index)
+    # The block's kxk convolution: depthwise on the expanded width, or (fused) a regular
+    # one from the block's input to the expanded width.
+    writer.conv(f"{prefix}.{main}", in_channels=main_in,
                 out_channels=spec.expanded_channels, kernel_size=spec.kernel_size,
-                stride=spec.stride, groups=spec.expanded_channels, block=spec.block_index)
-    writer.norm(f"{prefix}.depthwise_bn", block=spec.block_index)
-    features = writer.elementwise(f"{prefix}.depthwise_act", activation, block=spec.block_index)
+                stride=spec.stride, groups=groups, block=spec.block_index, main=True)
+    writer.norm(f"{prefix}.{main}_bn", block=spec.block_index)
+    features = writer.elementwise(f"{prefix}.{main}_act", activation, block=spec.block_index)
     if spec.se_channels:
         channels, _, _ = writer.layers[features]["out_shape"]
         writer.add(f"{prefix}.se_pool", "avgpool", (channels, 1, 1), block=spec.block_index)

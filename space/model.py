@@ -54,18 +54,25 @@ def _drop_connect(x: torch.Tensor, probability: float, training: bool) -> torch.
 
 
 class MBConv(nn.Module):
-    """Inverted residual block of MobileNetV2 with optional SE (MnasNet, EfficientNet)."""
+    """Inverted residual block of MobileNetV2 with optional SE (MnasNet, EfficientNet), or
+    its fused form (EfficientNetV2's Fused-MBConv, timm's EdgeResidual) where one regular
+    kxk convolution replaces the 1x1 expansion and the depthwise convolution."""
 
     def __init__(self, spec: BlockSpec, activation: type[nn.Module]) -> None:
         super().__init__()
         self.spec = spec
         layers: list[nn.Module] = []
-        if spec.has_expansion:
-            layers.append(_conv_bn_act(spec.in_channels, spec.expanded_channels, kernel_size=1,
+        if spec.conv_op == "fused":
+            layers.append(_conv_bn_act(spec.in_channels, spec.expanded_channels,
+                                       kernel_size=spec.kernel_size, stride=spec.stride,
                                        activation=activation))
-        layers.append(_conv_bn_act(spec.expanded_channels, spec.expanded_channels,
-                                   kernel_size=spec.kernel_size, stride=spec.stride,
-                                   groups=spec.expanded_channels, activation=activation))
+        else:
+            if spec.has_expansion:
+                layers.append(_conv_bn_act(spec.in_channels, spec.expanded_channels,
+                                           kernel_size=1, activation=activation))
+            layers.append(_conv_bn_act(spec.expanded_channels, spec.expanded_channels,
+                                       kernel_size=spec.kernel_size, stride=spec.stride,
+                                       groups=spec.expanded_channels, activation=activation))
         if spec.se_channels:
             layers.append(SqueezeExcitation(spec.expanded_channels, spec.se_channels, activation))
         layers.append(_conv_bn_act(spec.expanded_channels, spec.out_channels, kernel_size=1,

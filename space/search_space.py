@@ -1,8 +1,10 @@
 """The MnasNet factorized hierarchical search space over a fixed stage skeleton.
 
 A space is a set of choices per stage (Tan et al. 2019, Section 4): kernel size,
-expansion ratio, squeeze-and-excitation ratio, layers relative to the skeleton and
-output width relative to it. It is declared in a TOML (or JSON) file a user can copy
+expansion ratio, squeeze-and-excitation ratio, layers relative to the skeleton, output
+width relative to it, the convolution op (MBConv or Fused-MBConv) and the skip op
+(identity residual or none); the fields and their space-file keys are those of
+:data:`space.schema.STAGE_FIELDS`. It is declared in a TOML (or JSON) file a user can copy
 and edit; ``space/default_space.toml`` is the built-in one, over the EfficientNet-B0
 skeleton.
 
@@ -13,24 +15,30 @@ Optuna parameter has no aliases and :meth:`SearchSpace.size` counts distinct gen
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 
 from .blocks import round_channels
 from .errors import GenomeError, SpaceError
 from .files import loads_json, read_text_file, tame_integers
-from .genome import ACTIVATIONS, LIMITS, Genome, Stage
+from .genome import ACTIVATIONS, Genome, Stage
+from .schema import (FIELDS_BY_NAME, LIMITS, STAGE_FIELDS, Mismatch, StageField,
+                     first_mismatch, param_name)
 
-__all__ = ["SearchSpace", "StageChoices", "DEFAULT_SPACE_PATH"]
+__all__ = ["SearchSpace", "StageChoices", "DEFAULT_SPACE_PATH", "MBCONV_SPACE_PATH"]
 
 DEFAULT_SPACE_PATH = Path(__file__).with_name("default_space.toml")
+# The default space before it offered the convolution and skip ops: what benchmarks that
+# recorded results over random genomes of "the default space" drew from.
+MBCONV_SPACE_PATH = Path(__file__).with_name("mbconv_space.toml")
 
-_CHOICE_KEYS = ("kernel_size", "expand_ratio", "se_ratio", "layers_delta", "width_multiplier")
-_STAGE_KEYS = ("out_channels", "num_layers", "stride") + _CHOICE_KEYS
+_CHOICE_KEYS = tuple(field.choice_key for field in STAGE_FIELDS if field.searched)
+_STAGE_KEYS = tuple(field.name for field in STAGE_FIELDS if field.skeleton) + _CHOICE_KEYS
 _TOP_KEYS = ("version", "stem_channels", "head_channels", "activation", "dropout",
              "drop_connect_rate", "resolution", "choices", "stages")
 
@@ -43,25 +51,29 @@ class _Suggester(Protocol):
 
 @dataclass(frozen=True)
 class StageChoices:
-    """The concrete values one stage may take (already resolved and de-duplicated)."""
+    """The concrete values one stage may take: ``options[field]`` for every field of
+    :data:`~space.schema.STAGE_FIELDS`, resolved, de-duplicated and cheapest first.
+    ``choices.kernel_size`` reads ``options["kernel_size"]``; a field the space does not
+    search (``stride``) reads as its one value."""
 
-    stride: int
-    kernel_size: tuple[int, ...]
-    expand_ratio: tuple[float, ...]
-    se_ratio: tuple[float, ...]
-    num_layers: tuple[int, ...]
-    out_channels: tuple[int, ...]
+    options: Mapping[str, tuple[Any, ...]]
+
+    def __getattr__(self, name: str) -> Any:
+        field = FIELDS_BY_NAME.get(name)
+        if field is None or name not in self.__dict__.get("options", {}):
+            raise AttributeError(f"'StageChoices' object has no attribute {name!r}")
+        values = self.options[name]
+        return values if field.searched else values[0]
 
     @property
     def size(self) -> int:
-        return (len(self.kernel_size) * len(self.expand_ratio) * len(self.se_ratio)
-                * len(self.num_layers) * len(self.out_channels))
+        return math.prod(len(self.options[field.name]) for field in STAGE_FIELDS)
 
-
-def _param_names(index: int) -> dict[str, str]:
-    """Optuna parameter names, per stage (1-based like the papers' tables)."""
-    return {field: f"stage{index + 1}_{field}" for field in
-            ("kernel_size", "expand_ratio", "se_ratio", "num_layers", "out_channels")}
+    def stages(self, **fixed: Any) -> Iterator[Stage]:
+        """Every stage these choices allow, with the fields in ``fixed`` set as given."""
+        names = [field.name for field in STAGE_FIELDS if field.name not in fixed]
+        for values in itertools.product(*(self.options[name] for name in names)):
+            yield Stage(**dict(zip(names, values)), **fixed)
 
 
 class SearchSpace:
@@ -158,13 +170,13 @@ class SearchSpace:
         a single value are fixed and not suggested."""
         stages = []
         for index, choices in enumerate(self.stages):
-            names = _param_names(index)
             picked = {}
-            for field, param in names.items():
-                options = getattr(choices, field)
-                picked[field] = (options[0] if len(options) == 1
-                                 else trial.suggest_categorical(param, list(options)))
-            stages.append(Stage(stride=choices.stride, **picked))
+            for field in STAGE_FIELDS:
+                options = choices.options[field.name]
+                picked[field.name] = (options[0] if len(options) == 1 else
+                                      trial.suggest_categorical(param_name(index, field),
+                                                                list(options)))
+            stages.append(Stage(**picked))
         return self._genome(stages, name)
 
     def random_genome(self, rng: random.Random, name: str = "") -> Genome:
@@ -177,14 +189,19 @@ class SearchSpace:
         return self.sample(_RandomSuggester(), name)
 
     def genome_from_params(self, params: Mapping[str, Any], name: str = "") -> Genome:
-        """Rebuild the genome of a finished trial from its parameters."""
+        """Rebuild the genome of a finished trial from its parameters. A trial made before
+        a choice existed lacks its parameter and gets the field's default."""
+        defaults = {param_name(index, field): field.default for index in range(len(self.stages))
+                    for field in STAGE_FIELDS if not field.required}
 
         class _Replay:
             def suggest_categorical(self, param: str, options: Sequence[Any]) -> Any:
-                if param not in params:
-                    raise SpaceError(f"trial parameters lack {param!r}: the study was made "
-                                     "with a different space")
-                return params[param]
+                if param in params:
+                    return params[param]
+                if param in defaults and defaults[param] in options:
+                    return defaults[param]
+                raise SpaceError(f"trial parameters lack {param!r}: the study was made "
+                                 "with a different space")
 
         return self.sample(_Replay(), name)
 
@@ -194,68 +211,99 @@ class SearchSpace:
         why = self.why_not_contained(genome)
         if why:
             raise SpaceError(f"genome is not in the space: {why}")
-        params = {}
-        for index, (stage, choices) in enumerate(zip(genome.stages, self.stages)):
-            for field, param in _param_names(index).items():
-                if len(getattr(choices, field)) > 1:
-                    params[param] = getattr(stage, field)
-        return params
+        return {param_name(index, field): getattr(stage, field.name)
+                for index, (stage, choices) in enumerate(zip(genome.stages, self.stages))
+                for field in STAGE_FIELDS if len(choices.options[field.name]) > 1}
+
+    def _allowed(self, field: str, stage: Optional[int]) -> tuple[Any, ...]:
+        if stage is None:
+            return (len(self.stages),) if field == "stages" else (getattr(self, field),)
+        return self.stages[stage].options[field]
 
     def why_not_contained(self, genome: Genome) -> Optional[str]:
         """None when the space holds ``genome``'s architecture, else the first reason.
 
         Training settings (dropout, drop-connect) and the deployment resolution are not
         part of the architecture and are not compared."""
-        for field in ("stem_channels", "head_channels", "activation"):
-            if getattr(genome, field) != getattr(self, field):
-                return f"{field} is {getattr(genome, field)!r}, the space has {getattr(self, field)!r}"
-        if len(genome.stages) != len(self.stages):
-            return f"{len(genome.stages)} stages, the space has {len(self.stages)}"
-        for index, (stage, choices) in enumerate(zip(genome.stages, self.stages)):
-            if stage.stride != choices.stride:
-                return f"stage {index + 1} stride {stage.stride}, the space has {choices.stride}"
-            for field in ("kernel_size", "expand_ratio", "se_ratio", "num_layers", "out_channels"):
-                allowed = getattr(choices, field)
-                if getattr(stage, field) not in allowed:
-                    return (f"stage {index + 1} {field} {getattr(stage, field)!r} not in "
-                            f"{list(allowed)}")
-        return None
+        mismatch = first_mismatch(genome, self._allowed)
+        return None if mismatch is None else _reason(mismatch)
 
     def contains(self, genome: Genome) -> bool:
         return self.why_not_contained(genome) is None
 
-    def _extreme(self, pick) -> Genome:
-        return self._genome([
-            Stage(kernel_size=pick(c.kernel_size), expand_ratio=pick(c.expand_ratio),
-                  se_ratio=pick(c.se_ratio), num_layers=pick(c.num_layers),
-                  out_channels=pick(c.out_channels), stride=c.stride)
-            for c in self.stages])
+    def _extreme(self, last: bool) -> Genome:
+        return self._genome([Stage(**{name: values[-1 if last else 0]
+                                      for name, values in choices.options.items()})
+                             for choices in self.stages])
 
     def smallest(self) -> Genome:
-        """The genome with every smallest choice: the least multiply-adds in the space."""
-        return self._extreme(min)
+        """The genome with every smallest (cheapest) choice: the least multiply-adds in
+        the space."""
+        return self._extreme(last=False)
 
     def largest(self) -> Genome:
-        """The genome with every largest choice: the most multiply-adds in the space."""
-        return self._extreme(max)
+        """The genome with every largest (dearest) choice: the most multiply-adds in the
+        space."""
+        return self._extreme(last=True)
 
     def describe(self) -> list[dict[str, Any]]:
         """One row per stage: its choices, for tables and JSON."""
-        return [{"stage": index + 1, "stride": c.stride, "kernel_size": list(c.kernel_size),
-                 "expand_ratio": list(c.expand_ratio), "se_ratio": list(c.se_ratio),
-                 "num_layers": list(c.num_layers), "out_channels": list(c.out_channels),
+        return [{"stage": index + 1,
+                 **{field.name: (list(c.options[field.name]) if field.searched
+                                 else c.options[field.name][0]) for field in STAGE_FIELDS},
                  "size": c.size}
                 for index, c in enumerate(self.stages)]
 
 
-def _number_list(value: Any, where: str, *, integer: bool) -> list:
+def _reason(mismatch: Mismatch) -> str:
+    if mismatch.field == "stages":
+        return f"{mismatch.value} stages, the space has {mismatch.allowed[0]}"
+    if mismatch.stage is None:
+        return f"{mismatch.label} is {mismatch.value!r}, the space has {mismatch.allowed[0]!r}"
+    if not FIELDS_BY_NAME[mismatch.field].searched:
+        return f"{mismatch.label} {mismatch.value!r}, the space has {mismatch.allowed[0]!r}"
+    return f"{mismatch.label} {mismatch.value!r} not in {list(mismatch.allowed)}"
+
+
+_LIST_KINDS = {int: (int, "integers"), float: ((int, float), "numbers"), str: (str, "strings")}
+
+
+def _value_list(value: Any, where: str, kind: type) -> list:
+    accepted, plural = _LIST_KINDS[kind]
     if not isinstance(value, list) or not value or len(value) > 64:
-        raise SpaceError(f"{where} must be a non-empty list of at most 64 numbers, got {value!r}")
+        raise SpaceError(f"{where} must be a non-empty list of at most 64 {plural}, "
+                         f"got {value!r}")
     for item in value:
-        ok_type = int if integer else (int, float)
-        if isinstance(item, bool) or not isinstance(item, ok_type) or not math.isfinite(item):
-            raise SpaceError(f"{where} has {item!r}; expected {'integers' if integer else 'numbers'}")
+        if (isinstance(item, bool) or not isinstance(item, accepted)
+                or (kind is not str and not math.isfinite(item))):
+            raise SpaceError(f"{where} has {item!r}; expected {plural}")
     return value
+
+
+def _field_options(field: StageField, merged: Mapping[str, Any], where: str) -> tuple:
+    base = None
+    if field.skeleton:
+        base = merged[field.name]
+        try:
+            field.check(f"{where}.{field.name}", base)
+        except GenomeError as error:
+            reason = str(error).split(": ", 1)[-1]
+            raise SpaceError(f"{where}.{field.name} = {base!r}; {reason}") from None
+    if not field.searched:
+        return (base,)
+    if field.choice_key not in merged:  # a choice added after version 1: today's meaning
+        return (field.default,)
+    key = field.choice_key
+    values = _value_list(merged[key], f"{where}.{key}", field.choice_type or field.type)
+    problem = field.choice_rule(values) if field.choice_rule else None
+    if problem:
+        raise SpaceError(f"{where}.{key} = {values}; {problem}")
+    resolved = {field.resolve(base, value) if field.resolve else value for value in values}
+    # Cheapest first: numbers ascending, named options in the schema's order.
+    order = ((lambda value: (field.options.index(value) if value in field.options
+                             else len(field.options), str(value)))
+             if field.options else None)
+    return tuple(sorted(resolved, key=order))
 
 
 def _resolve_stage(raw: Any, defaults: Mapping[str, Any], where: str) -> StageChoices:
@@ -265,54 +313,26 @@ def _resolve_stage(raw: Any, defaults: Mapping[str, Any], where: str) -> StageCh
     if unknown:
         raise SpaceError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(_STAGE_KEYS)}")
     merged = {**defaults, **raw}
-    for key in ("out_channels", "num_layers", "stride") + _CHOICE_KEYS:
-        if key not in merged:
-            raise SpaceError(f"{where}: {key!r} is missing (set it on the stage or in [choices])")
-    base_channels, base_layers, stride = merged["out_channels"], merged["num_layers"], merged["stride"]
-    for key, value in (("out_channels", base_channels), ("num_layers", base_layers)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= LIMITS["channels"]:
-            raise SpaceError(f"{where}.{key} = {value!r}; expected a positive integer")
-    if stride not in (1, 2) or isinstance(stride, bool):
-        raise SpaceError(f"{where}.stride = {stride!r}; expected 1 or 2")
-    kernels = _number_list(merged["kernel_size"], f"{where}.kernel_size", integer=True)
-    expands = _number_list(merged["expand_ratio"], f"{where}.expand_ratio", integer=False)
-    ses = _number_list(merged["se_ratio"], f"{where}.se_ratio", integer=False)
-    deltas = _number_list(merged["layers_delta"], f"{where}.layers_delta", integer=True)
-    widths = _number_list(merged["width_multiplier"], f"{where}.width_multiplier", integer=False)
-    if any(not 0 < w <= 64 for w in widths):
-        raise SpaceError(f"{where}.width_multiplier = {widths}; expected numbers in (0, 64]")
-    if any(abs(d) > LIMITS["num_layers"] for d in deltas):
-        raise SpaceError(f"{where}.layers_delta = {deltas}; expected small integers")
-
-    def distinct(values):
-        return tuple(sorted(set(values)))
-
-    choices = StageChoices(
-        stride=stride,
-        kernel_size=distinct(kernels),
-        expand_ratio=distinct(expands),
-        se_ratio=distinct(ses),
-        # A stage never vanishes: the MnasNet layer delta stops at one layer.
-        num_layers=distinct(max(1, base_layers + d) for d in deltas),
-        out_channels=distinct(round_channels(base_channels * w) for w in widths),
-    )
+    for field in STAGE_FIELDS:
+        keys = ([field.name] if field.skeleton else []) + (
+            [field.choice_key] if field.searched and field.required else [])
+        for key in keys:
+            if key not in merged:
+                raise SpaceError(f"{where}: {key!r} is missing (set it on the stage or in "
+                                 "[choices])")
+    choices = StageChoices({field.name: _field_options(field, merged, where)
+                            for field in STAGE_FIELDS})
     _check_every_value(choices, where)
     return choices
-
-
-# A stage every rule of the genome accepts: one field at a time is replaced by a choice.
-_PLAIN_STAGE = {"kernel_size": 3, "expand_ratio": 1, "se_ratio": 0, "num_layers": 1,
-                "out_channels": 8}
 
 
 def _check_every_value(choices: StageChoices, where: str) -> None:
     """Every value of every choice against the genome's rules, not only the extremes the
     space builds: ``kernel_size = [3, 4, 5]`` fails here, not at the trial that draws 4."""
-    for field in _PLAIN_STAGE:
-        for value in getattr(choices, field):
+    for field in STAGE_FIELDS:
+        for value in choices.options[field.name]:
             try:
-                Stage(stride=choices.stride, **{**_PLAIN_STAGE, field: value})
+                field.check(f"stage.{field.name}", value)
             except GenomeError as error:
                 reason = str(error).split(": ", 1)[-1]  # past "genome field 'stage.x' = v"
-                raise SpaceError(f"{where}.{field} includes {value!r}: {reason}") from None
-
+                raise SpaceError(f"{where}.{field.name} includes {value!r}: {reason}") from None

@@ -1,4 +1,4 @@
-"""The units a network is timed by: its stem, each MBConv block and its head.
+"""The units a network is timed by: its stem, each block and its head.
 
 A latency table (``nas latency``) prices a genome as the sum of its units' measured
 latencies. A unit is fully resolved (channels, kernel, stride, squeeze width, input size,
@@ -15,6 +15,7 @@ from typing import Optional
 from .blocks import BlockSpec, resolve_blocks
 from .genome import Genome
 from .graph import _layers
+from .schema import BLOCK_CHOICES, FIELDS_BY_NAME
 
 __all__ = ["Unit", "units", "UNIT_KINDS"]
 
@@ -43,6 +44,7 @@ class Unit:
     expanded_channels: int = 0
     se_channels: int = 0
     num_classes: int = 0
+    choices: tuple[tuple[str, str], ...] = ()
     stage: int = field(default=0, compare=False)
 
     @property
@@ -53,9 +55,11 @@ class Unit:
         if self.kind == "head":
             return (f"head-i{self.in_channels}-o{self.out_channels}-c{self.num_classes}-"
                     f"{self.size}px-{self.activation}")
+        tags = "".join(f"-{dict(FIELDS_BY_NAME[name].unit_tags).get(value, value)}"
+                       for name, value in self.choices)
         return (f"block-i{self.in_channels}-o{self.out_channels}-x{self.expanded_channels}-"
                 f"k{self.kernel_size}-s{self.stride}-se{self.se_channels}-{self.size}px-"
-                f"{self.activation}")
+                f"{self.activation}{tags}")
 
     def block_spec(self) -> BlockSpec:
         """The block's :class:`BlockSpec` (at position 0, without drop-connect: inference)."""
@@ -65,7 +69,8 @@ class Unit:
                          has_expansion=self.expanded_channels > 0,
                          expanded_channels=self.expanded_channels or self.in_channels,
                          kernel_size=self.kernel_size, stride=self.stride,
-                         se_channels=self.se_channels, drop_connect=0.0)
+                         se_channels=self.se_channels, drop_connect=0.0,
+                         **dict(self.choices))
 
 
 def units(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1000,
@@ -88,7 +93,9 @@ def units(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1
             size=block_inputs[spec.block_index][1], activation=activation,
             kernel_size=spec.kernel_size, stride=spec.stride,
             expanded_channels=spec.expanded_channels if spec.has_expansion else 0,
-            se_channels=spec.se_channels, stage=spec.stage_index))
+            se_channels=spec.se_channels, stage=spec.stage_index,
+            choices=tuple((choice.name, getattr(spec, choice.name)) for choice in BLOCK_CHOICES
+                          if getattr(spec, choice.name) != choice.default)))
     head_shape = layers["head"]["in_shape"]
     result.append(Unit(kind="head", in_channels=head_shape[0],
                        out_channels=genome.head_channels, size=head_shape[1],

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from space import SearchSpace, SpaceError, cost, presets
-from space.search_space import DEFAULT_SPACE_PATH
+from space.search_space import DEFAULT_SPACE_PATH, MBCONV_SPACE_PATH
 
 
 def test_default_space_holds_b0_not_mnasnet():
@@ -16,12 +16,18 @@ def test_default_space_holds_b0_not_mnasnet():
 
 
 def test_size_counts_distinct_choices():
-    space = SearchSpace.default()
+    space = SearchSpace.from_file(MBCONV_SPACE_PATH)
     # stage 1: 2 kernels x 3 expansions x 2 SE x layers {1,2} x channels {16,24} = 48
     assert space.stages[0].size == 48
     assert space.stages[0].out_channels == (16, 24)
     assert space.stages[3].out_channels == (64, 80, 104)
     assert space.size() == 48 * 72 * 108 * 108 * 108 * 108 * 72
+    # the default space adds MnasNet's conv op (MBConv, Fused-MBConv) and skip op
+    # (identity, none) to every stage: 4 times as many stages
+    default = SearchSpace.default()
+    assert default.stages[0].conv_op == ("mbconv", "fused")
+    assert default.stages[0].skip_op == ("identity", "none")
+    assert default.size() == space.size() * 4 ** 7
 
 
 def test_sample_uses_one_named_parameter_per_stage_choice():
@@ -32,8 +38,17 @@ def test_sample_uses_one_named_parameter_per_stage_choice():
     assert space.contains(genome)
     assert set(trial.params) == {f"stage{i}_{f}" for i in range(1, 8) for f in
                                  ("kernel_size", "expand_ratio", "se_ratio", "num_layers",
-                                  "out_channels")}
+                                  "out_channels", "conv_op", "skip_op")}
     assert space.genome_from_params(trial.params) == genome
+
+
+def test_parameters_of_a_trial_made_before_the_ops_existed_replay_with_defaults():
+    space = SearchSpace.default()
+    old = {key: value for key, value in space.params_of(presets.get("efficientnet-b0")).items()
+           if not key.endswith(("_conv_op", "_skip_op"))}
+    assert space.genome_from_params(old).key() == presets.get("efficientnet-b0").key()
+    with pytest.raises(SpaceError, match="lack 'stage1_kernel_size'"):
+        space.genome_from_params({})
 
 
 def test_params_of_enqueues_a_known_genome():
