@@ -42,6 +42,7 @@ from tqdm import tqdm  # noqa: E402
 from nas.common import atomic_write_json, die_with_parent, format_count, format_table  # noqa: E402
 from nas.evaluators import EVALUATORS, EvaluationFailed, make_evaluator  # noqa: E402
 from space import SearchSpace, cost  # noqa: E402
+from space.search_space import MBCONV_SPACE_PATH  # noqa: E402
 
 ZERO_COST = [name for name in EVALUATORS if name != "proxy-train"]
 
@@ -64,7 +65,9 @@ def main() -> None:
         parser.error("--workers and --threads must be >= 1")
     threads = args.threads or max(1, len(os.sched_getaffinity(0)) // args.workers)
     torch.set_num_threads(threads)
-    space = SearchSpace.default()
+    # The space the recorded results were drawn from (the default before issue 20 added
+    # conv and skip ops), so that a seed names the same genomes as in the results file.
+    space = SearchSpace.from_file(MBCONV_SPACE_PATH)
     rng = random.Random(args.seed)
     genomes = [space.random_genome(rng, name=f"random-{index}") for index in range(args.genomes)]
 

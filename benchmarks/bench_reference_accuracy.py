@@ -39,6 +39,7 @@ from bench_rank_fidelity import score_or_none  # noqa: E402
 from nas.common import atomic_write_json, die_with_parent  # noqa: E402
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
 from space import Genome, SearchSpace, cost  # noqa: E402
+from space.search_space import MBCONV_SPACE_PATH  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 WINDOW = (360e6, 440e6)
@@ -52,7 +53,10 @@ SEEDS = (0, 1)
 def window_genomes() -> list[Genome]:
     """The first ``WINDOW_GENOMES`` uniformly random genomes of the default space whose
     multiply-adds at 224 px fall in the window (rejection sampling: deterministic)."""
-    space, rng, found = SearchSpace.default(), random.Random(WINDOW_DRAW_SEED), []
+    # The default space before issue 20 added conv and skip ops: a resumed run must draw
+    # the genomes its finished trainings were made for.
+    space = SearchSpace.from_file(MBCONV_SPACE_PATH)
+    rng, found = random.Random(WINDOW_DRAW_SEED), []
     while len(found) < WINDOW_GENOMES:
         genome = space.random_genome(rng, name=f"window-{len(found)}")
         if WINDOW[0] <= cost(genome).flops <= WINDOW[1]:
