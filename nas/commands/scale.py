@@ -15,6 +15,7 @@ from ..common import UsageError, check_writable_dir, load_genome, parse_seed
 from ..family import (CostContext, cost_context, family_files, family_table, grid_csv,
                       grid_table, grow, nan_on_failure)
 from ..outputs import publish
+from ..settings import ProxySettings, add_options, from_args, usage_errors
 
 EXAMPLES = """\
 examples:
@@ -30,6 +31,7 @@ examples:
 # layer and channel limits are hit long before), so larger ranges are typos.
 MAX_PHI = 64
 
+_BATCH_FLAG = {"batch_size": "--batch-size"}  # the grid's batch flag has no proxy- prefix
 _PHI_ITEM = re.compile(r"^(\d+)(?:\.\.(\d+))?$")
 
 
@@ -93,15 +95,16 @@ def register(subparsers) -> None:
                       help="dataset for the evaluator (default fashion-mnist)")
     grid.add_argument("--data", dest="data_dir", metavar="DIR",
                       help="dataset folder (default: the dataset's standard location)")
-    grid.add_argument("--proxy-resolution", type=int, default=32,
-                      help="evaluation pixels of the base genome; a member is evaluated at "
-                           "this times its resolution multiplier (default 32)")
-    grid.add_argument("--batch-size", type=int, help="images per zero-cost batch (default 64) "
-                      "or proxy-training batch (default 256)")
-    grid.add_argument("--proxy-subset", type=int, default=10000,
-                      help="proxy-train: training images (default 10000)")
-    grid.add_argument("--proxy-epochs", type=int, default=3,
-                      help="proxy-train: epochs (default 3)")
+    # The proxy protocol's options and defaults are ProxySettings', as in `nas search`.
+    add_options(grid, ProxySettings, prefix="proxy-", only=("resolution", "subset", "epochs",
+                                                            "val_size"),
+                helps={"resolution": "evaluation pixels of the base genome; a member is "
+                                     "evaluated at this times its resolution multiplier "
+                                     "(default %(default)s)"})
+    add_options(grid, ProxySettings, prefix="proxy-", only=("batch_size",),
+                flags=_BATCH_FLAG, defaults={"batch_size": None},
+                helps={"batch_size": "images per zero-cost batch (default 64) or "
+                                     f"proxy-training batch (default {ProxySettings.batch_size})"})
     grid.add_argument("--seed", type=parse_seed, default=0, help="evaluator seed (default 0)")
     parser.set_defaults(handler=run)
 
@@ -232,10 +235,10 @@ def _grid(args: argparse.Namespace, genome: Genome, context: CostContext) -> Gri
     # scaling never needs.
     from ..evaluators import make_evaluator
 
+    with usage_errors(ProxySettings, prefix="proxy-", flags=_BATCH_FLAG):
+        proxy = from_args(ProxySettings, args, prefix="proxy-")
     evaluator = make_evaluator(args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
-                               resolution=args.proxy_resolution, subset=args.proxy_subset,
-                               epochs=args.proxy_epochs, batch_size=args.batch_size,
-                               seed=args.seed)
+                               proxy=proxy, batch_size=args.proxy_batch_size, seed=args.seed)
     result = grid_search(genome, nan_on_failure(evaluator),
                          candidates=_parse_values(args.grid_values), tolerance=args.tolerance,
                          num_classes=context.num_classes, in_channels=context.in_channels,

@@ -174,3 +174,31 @@ def test_grid_rejects_other_methods_and_bad_evaluators(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not out.exists()
+
+
+def test_grid_proxy_options_are_the_proxy_settings(tmp_path, capsys, monkeypatch):
+    from nas import evaluators
+    from nas.settings import ProxySettings
+
+    with pytest.raises(SystemExit):
+        main(["scale", "--help"])
+    assert "training batch (default 128)" in " ".join(capsys.readouterr().out.split())
+    asked = []
+
+    def record(name, **kwargs):
+        asked.append(kwargs)
+        raise UsageError("recorded")
+
+    monkeypatch.setattr(evaluators, "make_evaluator", record)
+    out = tmp_path / "grid"
+    assert main(["scale", "--genome", "mnasnet-a1", "--grid", "--out", str(out)]) == 2
+    assert asked[-1]["proxy"] == ProxySettings() and asked[-1]["batch_size"] is None
+    assert main(["scale", "--genome", "mnasnet-a1", "--grid", "--proxy-epochs", "2",
+                 "--batch-size", "16", "--out", str(out)]) == 2
+    assert asked[-1]["proxy"] == ProxySettings(epochs=2, batch_size=16)
+    assert asked[-1]["batch_size"] == 16
+    capsys.readouterr()
+    assert main(["scale", "--genome", "mnasnet-a1", "--grid", "--proxy-epochs", "0",
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err == "nas scale: error: --proxy-epochs 0 must be at least 1\n"
+    assert not out.exists()
