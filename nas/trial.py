@@ -29,6 +29,7 @@ its own state here, never "pruned", which means the pruner's verdict alone.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import warnings
 from typing import Any, Iterable, Optional
@@ -36,16 +37,17 @@ from typing import Any, Iterable, Optional
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from space import Genome
+from space import Cost, Genome
 
 from .storage import STALE_ATTR, worker_id
 
 __all__ = ["STATES", "TrialRecord", "classify", "counts_against_budget", "budget_holders",
            "budget_used", "state_counts", "last_trial_of_worker", "mark_reference",
-           "objective_names", "name_objectives",
+           "objective_names", "name_objectives", "genome_digest", "record_genome", "not_evaluated",
+           "record_result", "record_prescreen", "record_failure",
            "GENOME", "REWARD", "ACCURACY", "COST", "SCREENED", "PRESCREEN_SCORE",
            "OVER_BUDGET", "INTERRUPTED", "REUSED_FROM", "FAIL_REASON", "REFERENCE", "WORKER",
-           "DIGEST", "EVAL_SECONDS", "COST_KEYS"]
+           "DIGEST", "EVAL_SECONDS", "COST_KEYS", "LATENCY_PREDICTED"]
 
 # The user attributes of a trial.
 GENOME = "genome"  # Genome.to_dict() of the sampled genome
@@ -221,10 +223,62 @@ def last_trial_of_worker(study: optuna.Study) -> Optional[FrozenTrial]:
     return None
 
 
+# -- writing (the search) ----------------------------------------------------------------
+
+
+def genome_digest(genome: Genome) -> str:
+    """The :data:`DIGEST` of ``genome``: identical genomes, and only they, share it."""
+    return hashlib.sha1(genome.key().encode()).hexdigest()[:16]
+
+
+def record_genome(trial: optuna.Trial, genome: Genome, costs: Cost, *, cost: float,
+                  evaluator: str, latency_predicted: Optional[float] = None) -> str:
+    """Record the sampled genome and its costs on ``trial``; returns its digest."""
+    digest = genome_digest(genome)
+    attrs = {WORKER: worker_id(), GENOME: genome.to_dict(), DIGEST: digest,
+             "flops": costs.flops, "params": costs.params, "activations": costs.activations,
+             COST: cost, "evaluator": evaluator}
+    if latency_predicted is not None:
+        attrs[LATENCY_PREDICTED] = latency_predicted
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    return digest
+
+
+def not_evaluated(trial: optuna.Trial, state: str, reason: str) -> optuna.TrialPruned:
+    """Record why ``trial`` is not (fully) evaluated (``state``: "screened", "over_budget"
+    or "interrupted"); returns the exception that ends it, for the caller to raise."""
+    key = {"screened": SCREENED, "over_budget": OVER_BUDGET, "interrupted": INTERRUPTED}[state]
+    trial.set_user_attr(key, True if key == OVER_BUDGET else reason)
+    return optuna.TrialPruned(reason)
+
+
+def record_prescreen(trial: optuna.Trial, score: float) -> None:
+    """Record the genome's zero-cost score (the prescreen's median reads every one)."""
+    trial.set_user_attr(PRESCREEN_SCORE, score)
+
+
+def record_failure(trial: optuna.Trial, reason: str) -> None:
+    """Record why the evaluation failed: the trial then holds its share of the budget (a
+    trial failed without a reason is a dead worker's, re-queued)."""
+    trial.set_user_attr(FAIL_REASON, reason)
+
+
+def record_result(trial: optuna.Trial, *, accuracy: float, reward: float, eval_seconds: float,
+                  reused_from: Optional[int] = None) -> None:
+    """Record an evaluation: the evaluator's accuracy, the reward and the time it took (the
+    accuracy of trial ``reused_from`` when the genome was evaluated before)."""
+    if reused_from is not None:
+        trial.set_user_attr(REUSED_FROM, reused_from)
+    trial.set_user_attr(ACCURACY, accuracy)
+    trial.set_user_attr(REWARD, reward)
+    trial.set_user_attr(EVAL_SECONDS, round(eval_seconds, 3))
+
+
 def mark_reference(trial: optuna.Trial, name: str) -> None:
     """Record ``trial`` as the evaluation of the hand-designed network ``name`` rather than
     a genome the search proposed: every reader then shows it as a reference, and it holds
-    no share of the trial budget."""
+    no share of the trial budget. Record its genome and result as for any trial."""
     trial.set_user_attr(REFERENCE, name)
 
 

@@ -41,8 +41,8 @@ def _fit_points(table: dict) -> list[tuple[float, float, str]]:
 
 
 def latency_figure(run_dir: Optional[Path], settings: dict[str, Any]):
-    """A :class:`nas.report.Figure`, or None for a study not searched on latency."""
-    from ..report import Figure, Panel, Series
+    """A :class:`nas.figures.Figure`, or None for a study not searched on latency."""
+    from ..figures import Figure, Panel, Series
 
     if settings.get("metric") != "latency":
         return None
