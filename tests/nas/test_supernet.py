@@ -1,0 +1,151 @@
+"""The supernet is the space: every sub-network with inherited weights computes exactly
+what the stand-alone build() of its genome computes with those weights copied in; it
+trains in seconds with the sandwich rule, scores its largest sub-network above chance,
+and a training interrupted at any step resumes to the same weights."""
+
+import random
+
+import pytest
+import torch
+
+from nas.data import load_dataset, split_train_val, take_subset
+from nas.evaluators import make_evaluator
+from nas.protocol import EvaluationFailed
+from nas.supernet import Supernet, SupernetError, SupernetSettings
+from nas.supernet.training import sandwich, train_supernet
+from space import Genome, build
+
+from _supernet_space import TINY_SETTINGS, tiny_space
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on the shared 2-core machine a second OpenMP thread spinning
+    beside a busy core makes these tiny trainings 10-20x slower (as tests/nas/test_train.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _randomised(supernet: Supernet) -> Supernet:
+    """Non-trivial batch-norm statistics and affine parameters, so that a slice that
+    used the wrong channels or statistics would show."""
+    generator = torch.Generator().manual_seed(0)
+    for module in supernet.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.copy_(torch.randn(module.num_features, generator=generator))
+            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.randn(module.num_features, generator=generator))
+            module.bias.data.copy_(torch.randn(module.num_features, generator=generator))
+    with torch.no_grad():
+        supernet.net.classifier.weight.normal_(generator=generator)
+    return supernet.eval()
+
+
+def _stage(genome: Genome, index: int, **changes) -> Genome:
+    stages = list(genome.stages)
+    stages[index] = type(stages[index])(**{**stages[index].__dict__, **changes})
+    return Genome(**{**genome.__dict__, "stages": tuple(stages)})
+
+
+def test_sub_networks_compute_what_their_standalone_build_computes():
+    space = tiny_space()
+    supernet = _randomised(Supernet(space, num_classes=10, in_channels=1))
+    largest, smallest = space.largest(), space.smallest()
+    genomes = [largest, smallest,
+               _stage(largest, 1, num_layers=1),                       # fewer layers
+               _stage(largest, 2, kernel_size=3),                      # smaller kernel
+               _stage(largest, 1, expand_ratio=1, se_ratio=0.25),      # no expansion, SE on
+               _stage(smallest, 0, se_ratio=0.25, kernel_size=5)]      # SE on a small one
+    rng = random.Random(1)
+    genomes += [space.random_genome(rng) for _ in range(6)]
+    assert len({g.key() for g in genomes}) == len(genomes)
+    inputs = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    for genome in genomes:
+        model = supernet.extract(genome).eval()
+        reference = build(genome, num_classes=10, in_channels=1)
+        assert [tuple(t.shape) for t in model.state_dict().values()] == \
+            [tuple(t.shape) for t in reference.state_dict().values()]
+        with torch.no_grad():
+            assert torch.allclose(supernet(inputs, genome), model(inputs)), genome.to_json()
+    # Weights are shared, not copied per genome: the smallest's 3x3 depthwise kernel is
+    # the centre of the largest's 5x5 one.
+    small = supernet.extract(smallest).blocks[0].body[0][0].weight
+    large = supernet.net.blocks[0].body[1][0].weight
+    assert small.shape == (8, 1, 3, 3) and large.shape == (24, 1, 5, 5)  # 8 x ratio 3
+    assert torch.equal(small, large[:8, :, 1:4, 1:4])
+
+
+def test_a_genome_outside_the_space_is_refused():
+    space = tiny_space()
+    supernet = Supernet(space, num_classes=10, in_channels=1)
+    outside = _stage(space.largest(), 0, kernel_size=7)
+    with pytest.raises(SupernetError, match="stage 1 kernel_size 7 not in"):
+        supernet(torch.zeros(1, 1, 16, 16), outside)
+
+
+def test_sandwich_is_largest_smallest_and_seeded_random_ones():
+    space = tiny_space()
+    supernet = Supernet(space, num_classes=10, in_channels=1)
+    step = sandwich(supernet, 5, 0, 2)
+    assert len(step) == 4
+    assert step[0] == space.largest() and step[0].dropout == 0.1
+    assert step[1].stages == space.smallest().stages and step[1].dropout == 0.0
+    assert [g.key() for g in step] == [g.key() for g in sandwich(supernet, 5, 0, 2)]
+    assert len({g.key() for s in range(20) for g in sandwich(supernet, s, 0, 2)[2:]}) > 10
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    data = load_dataset("fashion-mnist")
+    train, _ = split_train_val(data, TINY_SETTINGS["val_size"], 0)
+    return data, take_subset(train, 384, 0)
+
+
+def _train(data, train, settings, **options):
+    torch.manual_seed(0)
+    supernet = Supernet(tiny_space(), num_classes=10, in_channels=1)
+    summary = train_supernet(supernet, train, data.normalization, settings, digest="d",
+                             device=torch.device("cpu"), **options)
+    return supernet, summary
+
+
+def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(fashion, tmp_path):
+    data, train = fashion
+    settings = SupernetSettings(**{**TINY_SETTINGS, "epochs": 2, "subset": 384})
+    uninterrupted, _ = _train(data, train, settings, checkpoint=None)
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_5(step):
+        if step == 5:
+            raise Killed
+
+    checkpoint = tmp_path / "s.pt.partial"
+    with pytest.raises(Killed):
+        _train(data, train, settings, checkpoint=checkpoint, checkpoint_seconds=0,
+               on_step=kill_at_step_5)
+    assert checkpoint.is_file()
+    resumed, summary = _train(data, train, settings, checkpoint=checkpoint)
+    assert summary["resumed_at_step"] == 5 and summary["steps"] == 12  # 2 x 384 // 64
+    for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_largest_sub_network_scores_above_chance_after_a_short_training(tmp_path):
+    settings = SupernetSettings(**{**TINY_SETTINGS, "epochs": 3, "subset": 2048})
+    evaluator = make_evaluator("supernet", space=tiny_space(), runs_dir=tmp_path,
+                               supernet_settings=settings)
+    assert evaluator.built and evaluator.path.parent == tmp_path / "supernets"
+    largest = evaluator.evaluate(tiny_space().largest())
+    smallest = evaluator.evaluate(tiny_space().smallest())
+    # Chance is 0.10; 500 validation images give a standard error near 0.02.
+    assert largest > 0.45 and smallest > 0.25, (largest, smallest)
+    assert evaluator.noise(largest) == pytest.approx((largest * (1 - largest) / 500) ** 0.5)
+    with pytest.raises(EvaluationFailed, match="outside its space"):
+        evaluator.evaluate(_stage(tiny_space().largest(), 0, out_channels=64))
+    again = make_evaluator("supernet", space=tiny_space(), runs_dir=tmp_path,
+                           supernet_settings=settings)
+    assert not again.built and again.evaluate(tiny_space().largest()) == largest
