@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
                                   device=args.device, quiet=args.quiet)
     training = evaluator.metadata["training"]
     verb = "trained" if evaluator.built else "up to date (--force trains it again)"
+    if evaluator.built and training.get("resumed_at_step"):
+        verb += f" (resumed at step {training['resumed_at_step']})"
     print(f"supernet {evaluator.path}: {verb}; {training.get('steps')} steps in "
           f"{training.get('seconds', 0):.0f} s ({training.get('images_per_second')} img/s)")
     for label, genome in (("largest", space.largest()), ("smallest", space.smallest())):
