@@ -1,4 +1,4 @@
-"""Architecture diagrams: a genome as a compact SVG, one box per MBConv block.
+"""Architecture diagrams: a genome as a compact SVG, one box per block.
 
 The picture is drawn from :func:`space.graph` (the same layer records the cost model sums),
 so every shape and multiply-add count in it is the one the search scored. Boxes run top to
@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 import networkx as nx
 
 from space import Genome, graph
+from space.stage_table import operator_text
 
 from .common import format_count
 
@@ -85,12 +86,12 @@ def block_boxes(genome: Genome, layers: nx.DiGraph) -> list[BlockBox]:
         elif isinstance(key, tuple):
             stage_index = stage_of_block[key[1]]
             stage = genome.stages[stage_index]
-            depthwise = next(n for n in nodes if n["name"].endswith(".depthwise"))
-            kernel = depthwise["kernel_size"]
+            # the block's kxk convolution (depthwise, or the fused one) carries its stride
+            main = next(n for n in nodes if n.get("main"))
             has_se = any(n["name"].endswith(".se_reduce") for n in nodes)
             se = f", SE{stage.se_ratio:g}" if has_se else ""
-            stride = f", stride {depthwise['stride']}" if depthwise["stride"] != 1 else ""
-            boxes.append(BlockBox(label=f"{stage.operator}, k{kernel}x{kernel}{se}{stride}",
+            stride = f", stride {main['stride']}" if main["stride"] != 1 else ""
+            boxes.append(BlockBox(label=f"{operator_text(stage)}{se}{stride}",
                                   out_shape=out_shape, flops=flops, stage=stage_index + 1,
                                   residual=any(n["op"] == "add" for n in nodes)))
     return boxes

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from space import Genome, NasError
+from space.schema import exactly, first_mismatch
 from space.timm_format import to_timm
 
 __all__ = ["ExportError", "FORMATS", "BINARY_FORMATS", "ONNX_OPSET", "ONNX_OPSETS",
@@ -102,19 +103,12 @@ def _quiet() -> Iterator[None]:
 def architecture_difference(genome: Genome, other: Genome) -> Optional[str]:
     """The first architectural field in which ``other`` differs from ``genome``
     ('stage 3 out_channels 48 vs 40'), or None. Training settings (dropout,
-    drop-connect), resolution and name do not change the weights and are not compared."""
-    for field in ("stem_channels", "head_channels", "activation"):
-        if getattr(genome, field) != getattr(other, field):
-            return f"{field} {getattr(other, field)!r} vs {getattr(genome, field)!r}"
-    if len(genome.stages) != len(other.stages):
-        return f"{len(other.stages)} stages vs {len(genome.stages)}"
-    for index, (stage, theirs) in enumerate(zip(genome.stages, other.stages)):
-        for field in ("kernel_size", "expand_ratio", "se_ratio", "num_layers", "out_channels",
-                      "stride"):
-            if getattr(stage, field) != getattr(theirs, field):
-                return (f"stage {index + 1} {field} {getattr(theirs, field)!r} vs "
-                        f"{getattr(stage, field)!r}")
-    return None
+    drop-connect), resolution and name do not change the weights and are not compared
+    (the same comparison as :meth:`space.SearchSpace.why_not_contained`)."""
+    mismatch = first_mismatch(other, exactly(genome))
+    if mismatch is None:
+        return None
+    return f"{mismatch.label} {mismatch.value!r} vs {mismatch.allowed[0]!r}"
 
 
 def example_input(batch: int, in_channels: int, resolution: int, seed: int = 0) -> torch.Tensor:

@@ -19,7 +19,8 @@ from typing import Optional
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
-from space import Cost, Genome, conv_output_size
+from space import Cost, Genome
+from space.stage_table import STAGE_COLUMNS, stage_table
 
 from .common import format_count
 from .diagram import genome_svg
@@ -31,29 +32,14 @@ __all__ = ["trial_note", "write_trial_note", "stage_rows", "STAGE_HEADERS",
            "attach_trial_artifacts", "artifact_store_for"]
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
-STAGE_HEADERS = ("stage", "operator", "kernel", "expand", "SE", "layers", "channels", "stride",
-                 "input")
+# The one stage table of `nas show`, the report and these notes (space.stage_table):
+# stem, stages 1..N as the Optuna parameters number them, head.
+STAGE_HEADERS = STAGE_COLUMNS
 
 
 def stage_rows(genome: Genome, resolution: int) -> list[tuple[str, ...]]:
-    """The per-stage architecture table (columns :data:`STAGE_HEADERS`): stem, one row per
-    stage, head. Stage numbers are those of the Optuna parameters (``stage3_kernel_size`` is
-    row 3); ``input`` is the stage's input resolution at ``resolution`` pixels."""
-    rows = [("stem", "Conv3x3", "3", "", "", "1", str(genome.stem_channels), "2",
-             f"{resolution}\u00d7{resolution}")]
-    size = conv_output_size(resolution, 3, 2)
-    for index, stage in enumerate(genome.stages):
-        rows.append((str(index + 1), stage.operator, str(stage.kernel_size),
-                     _number(stage.expand_ratio), _number(stage.se_ratio), str(stage.num_layers),
-                     str(stage.out_channels), str(stage.stride), f"{size}\u00d7{size}"))
-        size = conv_output_size(size, stage.kernel_size, stage.stride)
-    rows.append(("head", "Conv1x1, pooling, FC", "1", "", "", "1", str(genome.head_channels), "1",
-                 f"{size}\u00d7{size}"))
-    return rows
+    """The rows of :func:`space.stage_table.stage_table` (columns :data:`STAGE_HEADERS`)."""
+    return stage_table(genome, resolution)[1]
 
 
 def trial_note(genome: Genome, cost: Cost, *, accuracy: Optional[float], reward: Optional[float],

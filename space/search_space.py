@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Protocol, Sequence
 
-from .blocks import round_channels
 from .errors import GenomeError, SpaceError
 from .files import loads_json, read_text_file, tame_integers
 from .genome import ACTIVATIONS, Genome, Stage

@@ -9,16 +9,8 @@ each a list of block strings, plus a channel and a depth multiplier. EfficientNe
      ['ir_r3_k5_s1_e6_c112_se0.25'], ['ir_r4_k5_s2_e6_c192_se0.25'],
      ['ir_r1_k3_s1_e6_c320_se0.25']]
 
-with stem 32, head ``round_channels(1280)`` and SiLU ("swish"). A block string is a
-block type followed by ``_``-separated options in any order:
-
-- type ``ds``: depthwise-separable block, no expansion conv (the genome's
-  ``expand_ratio`` 1); ``ir``: inverted residual with a 1x1 expansion (MBConv);
-- ``r`` repeats, ``k`` depthwise kernel, ``s`` stride of the stage's first block,
-  ``e`` expansion ratio, ``c`` output channels before the channel multiplier,
-  ``se`` squeeze-and-excitation ratio of the block's *input* channels;
-- ``noskip`` drops the residual; ``nre`` / ``nsw`` set the block's activation (ReLU /
-  SiLU) over the model's ``act_layer``.
+with stem 32, head ``round_channels(1280)`` and SiLU ("swish"). The grammar of one
+block string, and how a genome stage is written as one, is :mod:`space.timm_strings`.
 
 How timm resolves the numbers, and so how this module reads and writes them:
 
@@ -46,13 +38,15 @@ identity. Anything timm would build differently from the genome, or would silent
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from .blocks import conv_output_size, resolve_blocks, round_channels
-from .errors import GenomeError, NasError
+from .errors import GenomeError
 from .genome import Genome, Stage
+from .schema import exactly, first_mismatch
+from .timm_strings import (BlockString, TimmFormatError, parse_block, scale_repeats,
+                           stage_string)
 
 __all__ = ["TimmFormatError", "TimmArch", "to_timm", "from_timm", "stage_string",
            "DEPTH_TRUNCATIONS", "ACT_LAYERS"]
@@ -61,182 +55,6 @@ DEPTH_TRUNCATIONS = ("ceil", "round")
 # timm's names for the model-wide activation -> the genome's (timm: get_act_layer).
 ACT_LAYERS = {"swish": "silu", "silu": "silu", "relu": "relu"}
 _TIMM_ACTIVATION = {"silu": "swish", "relu": "relu"}
-# Per-block activation suffixes of the grammar (``nre``, ``nsw``).
-_BLOCK_ACTIVATIONS = {"re": "relu", "sw": "silu"}
-_OTHER_BLOCK_ACTIVATIONS = {"r6": "ReLU6", "hs": "hard-swish", "mi": "Mish"}
-
-_UNSUPPORTED_TYPES = {
-    "dsa": "a depthwise-separable block with an activation after its point-wise conv",
-    "er": "EdgeResidual, a full k x k expansion convolution instead of a depthwise one",
-    "cn": "ConvBnAct, a plain convolution",
-    "uir": "a universal inverted residual (MobileNetV4)",
-    "mha": "multi-head attention",
-    "mqa": "multi-query attention",
-    "tu": "a Tucker convolution",
-}
-# Options whose default value is what a genome builds; any other value has no equivalent.
-_DEFAULT_ONLY = {"a": ("1", "a 1x1 expansion kernel"), "p": ("1", "a 1x1 projection kernel"),
-                 "d": ("0", "no space-to-depth")}
-_UNSUPPORTED_OPTIONS = {"cc": "CondConv experts", "gs": "grouped (not depthwise) convolutions",
-                        "fc": "a forced input width", "ir": "Tucker input rank",
-                        "or": "Tucker output rank", "h": "attention heads",
-                        "v": "attention key/value stride"}
-_OPTION = re.compile(r"^([a-z]+)(\d.*)$")
-_INTEGER = re.compile(r"^\d+$")
-_NUMBER = re.compile(r"^\d+(\.\d+)?([eE][-+]?\d+)?$")
-
-
-class TimmFormatError(NasError, ValueError):
-    """A timm architecture definition that no genome holds, or a genome that timm's
-    strings cannot express; the message names the string or field and why."""
-
-
-@dataclass(frozen=True)
-class _BlockString:
-    """One decoded block string; ``out_channels`` before the channel multiplier."""
-
-    text: str
-    where: str
-    kind: str  # "ds" or "ir"
-    repeats: int
-    kernel_size: int
-    stride: int
-    expand_ratio: float
-    out_channels: int
-    se_ratio: float
-    noskip: bool
-    activation: Optional[str]  # a per-block override (genome activation names)
-
-
-def _plain(value: float) -> str:
-    """6.0 -> '6', 0.25 -> '0.25': the shortest text that reads back to the same float."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def stage_string(stage: Stage) -> str:
-    """The timm block string of one genome stage (``ir_r2_k3_s2_e6_c24_se0.25``).
-
-    ``expand_ratio`` 1 becomes a ``ds`` block written with ``e1``, as timm writes B0's
-    first stage; SE appears only when the stage has it."""
-    kind = "ds" if stage.expand_ratio == 1 else "ir"
-    parts = [kind, f"r{stage.num_layers}", f"k{stage.kernel_size}", f"s{stage.stride}",
-             f"e{_plain(stage.expand_ratio)}", f"c{stage.out_channels}"]
-    if stage.se_ratio:
-        parts.append(f"se{_plain(stage.se_ratio)}")
-    return "_".join(parts)
-
-
-def _parse_block(text: Any, where: str) -> _BlockString:
-    if not isinstance(text, str) or not text:
-        raise TimmFormatError(f"{where} = {text!r}: expected a block string such as "
-                              "'ir_r2_k3_s2_e6_c24_se0.25'")
-    tokens = text.split("_")
-    kind, options = tokens[0], tokens[1:]
-    label = f"{where} {text!r}"
-    if kind in _UNSUPPORTED_TYPES:
-        raise TimmFormatError(f"{label}: block type {kind!r} ({_UNSUPPORTED_TYPES[kind]}) has no "
-                              "genome equivalent; genomes hold 'ds' and 'ir' blocks")
-    if kind not in ("ds", "ir"):
-        raise TimmFormatError(f"{label}: unknown block type {kind!r}; genomes hold 'ds' and "
-                              "'ir' blocks")
-    values: dict[str, str] = {}
-    noskip = False
-    activation = None
-    for token in options:
-        if token == "noskip":
-            noskip = True
-        elif token == "skip":
-            raise TimmFormatError(f"{label}: 'skip' has no effect on {kind!r} blocks in timm "
-                                  "(they keep their residual whenever shapes allow); drop it")
-        elif token.startswith("n"):
-            suffix = token[1:]
-            if suffix in _OTHER_BLOCK_ACTIVATIONS:
-                raise TimmFormatError(f"{label}: activation {token!r} "
-                                      f"({_OTHER_BLOCK_ACTIVATIONS[suffix]}) has no genome "
-                                      "equivalent; genomes use ReLU ('nre') or SiLU ('nsw')")
-            if suffix not in _BLOCK_ACTIVATIONS:
-                raise TimmFormatError(f"{label}: unknown activation option {token!r}; "
-                                      "expected 'nre' or 'nsw'")
-            activation = _BLOCK_ACTIVATIONS[suffix]
-        else:
-            match = _OPTION.match(token)
-            if not match:
-                raise TimmFormatError(f"{label}: unknown option {token!r}")
-            key, value = match.groups()
-            if key in values:
-                raise TimmFormatError(f"{label}: option {key!r} appears twice")
-            values[key] = value
-    for key, value in values.items():
-        if key in _DEFAULT_ONLY:
-            default, meaning = _DEFAULT_ONLY[key]
-            if value != default:
-                raise TimmFormatError(f"{label}: option '{key}{value}' has no genome equivalent "
-                                      f"(genomes build {meaning})")
-        elif key in _UNSUPPORTED_OPTIONS:
-            raise TimmFormatError(f"{label}: option '{key}{value}' ({_UNSUPPORTED_OPTIONS[key]}) "
-                                  "has no genome equivalent")
-        elif key not in ("r", "k", "s", "e", "c", "se"):
-            raise TimmFormatError(f"{label}: unknown option '{key}{value}'")
-
-    def integer(key: str, what: str) -> int:
-        if key not in values:
-            raise TimmFormatError(f"{label}: the {what} option '{key}' is missing")
-        if key == "k" and "." in values[key]:
-            raise TimmFormatError(f"{label}: mixed kernels 'k{values[key]}' (MixNet) have no "
-                                  "genome equivalent; use one kernel size")
-        if not _INTEGER.match(values[key]):
-            raise TimmFormatError(f"{label}: '{key}{values[key]}' is not a whole number")
-        return int(values[key])
-
-    def number(key: str, default: Optional[float]) -> float:
-        if key not in values:
-            if default is None:
-                raise TimmFormatError(f"{label}: the expansion option 'e' is missing "
-                                      "('ir' blocks need it)")
-            return default
-        if not _NUMBER.match(values[key]):
-            raise TimmFormatError(f"{label}: '{key}{values[key]}' is not a number")
-        return float(values[key])
-
-    repeats = integer("r", "repeat")
-    kernel = integer("k", "kernel")
-    stride = integer("s", "stride")
-    channels = integer("c", "output-channel")
-    expand = number("e", 1.0 if kind == "ds" else None)
-    se_ratio = number("se", 0.0)
-    if repeats < 1:
-        raise TimmFormatError(f"{label}: 'r{repeats}' must be at least 1")
-    if stride not in (1, 2):
-        raise TimmFormatError(f"{label}: 's{stride}': timm's builder and genomes take "
-                              "strides 1 and 2")
-    if kind == "ds" and expand != 1:
-        raise TimmFormatError(f"{label}: 'e{values['e']}' has no effect on a 'ds' block in "
-                              "timm (it has no expansion conv); use 'ir' or write 'e1'")
-    if kind == "ir" and expand == 1:
-        raise TimmFormatError(f"{label}: an 'ir' block with e1 keeps a 1x1 expansion conv that "
-                              "a genome's expand_ratio 1 lacks; write it as a 'ds' block")
-    return _BlockString(text=text, where=where, kind=kind, repeats=repeats, kernel_size=kernel,
-                        stride=stride, expand_ratio=expand, out_channels=channels,
-                        se_ratio=se_ratio, noskip=noskip, activation=activation)
-
-
-def _scale_repeats(repeats: Sequence[int], multiplier: float, truncation: str) -> list[int]:
-    """timm's per-stage depth scaling: the stage total is scaled (``ceil`` or ``round``)
-    and shared among its strings in proportion, from the last string backwards so that
-    the first (striding) string is the least likely to grow."""
-    total = sum(repeats)
-    if truncation == "round":
-        target = max(1, round(total * multiplier))
-    else:
-        target = int(math.ceil(total * multiplier))
-    shares: list[int] = []
-    for count in reversed(repeats):
-        share = max(1, round(count / total * target))
-        shares.append(share)
-        total -= count
-        target -= share
-    return shares[::-1]
 
 
 @dataclass(frozen=True)
@@ -354,7 +172,7 @@ class TimmArch:
         for index, stage in enumerate(self.arch_def):
             lines.append(f"    # stage {index}, {size}x{size} in")
             lines.append(f"    {list(stage)!r},")
-            first = _parse_block(stage[0], "arch_def")
+            first = parse_block(stage[0], "arch_def")
             size = conv_output_size(size, first.kernel_size, first.stride)
         lines += [
             "]",
@@ -371,7 +189,7 @@ class TimmArch:
         return "\n".join(lines) + "\n"
 
 
-def _timm_se_channels(block: _BlockString, in_channels: int, expanded: int) -> int:
+def _timm_se_channels(block: BlockString, in_channels: int, expanded: int) -> int:
     """The squeeze width timm builds: its builder divides ``se`` by the block's ``e``
     (``se_from_exp=False``) and ``SqueezeExcite`` rounds ``expanded x ratio``."""
     if block.kind == "ds":
@@ -382,11 +200,11 @@ def _timm_se_channels(block: _BlockString, in_channels: int, expanded: int) -> i
 def _decode(arch: TimmArch) -> Genome:
     activation = ACT_LAYERS[arch.act_layer]
     stages: list[Stage] = []
-    sources: list[_BlockString] = []
+    sources: list[BlockString] = []
     for stage_index, strings in enumerate(arch.arch_def):
-        blocks = [_parse_block(text, f"arch_def[{stage_index}][{index}]")
+        blocks = [parse_block(text, f"arch_def[{stage_index}][{index}]")
                   for index, text in enumerate(strings)]
-        repeats = _scale_repeats([block.repeats for block in blocks], arch.depth_multiplier,
+        repeats = scale_repeats([block.repeats for block in blocks], arch.depth_multiplier,
                                  arch.depth_trunc)
         for index, (block, count) in enumerate(zip(blocks, repeats)):
             label = f"{block.where} {block.text!r}"
@@ -397,11 +215,8 @@ def _decode(arch: TimmArch) -> Genome:
                 raise TimmFormatError(f"{label}: a {block.activation} block in a "
                                       f"{activation} network; a genome has one activation")
             try:
-                stages.append(Stage(kernel_size=block.kernel_size,
-                                    expand_ratio=block.expand_ratio if block.kind == "ir" else 1,
-                                    se_ratio=block.se_ratio, num_layers=count,
-                                    out_channels=arch.round_chs(block.out_channels),
-                                    stride=block.stride))
+                stages.append(Stage(**{**block.fields, "num_layers": count,
+                                       "out_channels": arch.round_chs(block.out_channels)}))
             except GenomeError as error:
                 raise TimmFormatError(f"{label}: {error}") from None
             sources.append(block)
@@ -417,10 +232,6 @@ def _decode(arch: TimmArch) -> Genome:
     for spec in resolve_blocks(genome):
         block = sources[spec.stage_index]
         label = f"{block.where} {block.text!r}"
-        if block.noskip and spec.residual:
-            raise TimmFormatError(f"{label}: 'noskip' removes the residual of block "
-                                  f"{spec.block_index + 1}, which a genome always keeps when "
-                                  "stride and width allow")
         if block.se_ratio:
             timm_width = _timm_se_channels(block, spec.in_channels, spec.expanded_channels)
             if timm_width != spec.se_channels:
@@ -464,21 +275,12 @@ _DIFFERENCE_HINTS = {
 
 def _first_difference(genome: Genome, rebuilt: Genome) -> Optional[str]:
     """'stage 3 out_channels: timm builds 24, the genome has 20 (...)', or None."""
-    pairs: list[tuple[str, str, Any, Any]] = [
-        (field, field, getattr(rebuilt, field), getattr(genome, field))
-        for field in ("stem_channels", "head_channels", "activation")]
-    pairs.append(("stages", "number of stages", len(rebuilt.stages), len(genome.stages)))
-    for index, (built, wanted) in enumerate(zip(rebuilt.stages, genome.stages)):
-        pairs += [(field, f"stage {index + 1} {field}", getattr(built, field),
-                   getattr(wanted, field)) for field in
-                  ("out_channels", "num_layers", "kernel_size", "expand_ratio", "se_ratio",
-                   "stride")]
-    for field, label, built, wanted in pairs:
-        if built != wanted:
-            hint = _DIFFERENCE_HINTS.get(field)
-            return (f"{label}: timm builds {built!r}, the genome has {wanted!r}"
-                    + (f" ({hint})" if hint else ""))
-    return None
+    mismatch = first_mismatch(rebuilt, exactly(genome))
+    if mismatch is None:
+        return None
+    hint = _DIFFERENCE_HINTS.get(mismatch.field)
+    return (f"{mismatch.label}: timm builds {mismatch.value!r}, the genome has "
+            f"{mismatch.allowed[0]!r}" + (f" ({hint})" if hint else ""))
 
 
 def to_timm(genome: Genome, *, base: Optional[Genome] = None, channel_multiplier: float = 1.0,

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from space import Genome, SearchSpace, cost, graph
-from space.blocks import conv_output_size
+from space.schema import STAGE_FIELDS
 from space.search_space import DEFAULT_SPACE_PATH
+from space.stage_table import stage_rows, stage_table
 
 from ..common import (UsageError, atomic_write_text, check_writable_dir, format_count,
                       format_table, load_genome)
@@ -28,9 +29,10 @@ examples:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "show", help="print a genome's stage table and costs, or a search space",
-        description="Print a genome as Table 1 of the EfficientNet paper (stage, operator, "
-                    "input resolution, channels, layers) with its multiply-adds, parameters "
-                    "and activations; or print a search space's choices and size.",
+        description="Print a genome as Table 1 of the EfficientNet paper (stem, stages 1..N, "
+                    "head: operator, SE, layers, channels, stride, skip, input resolution) "
+                    "with its multiply-adds, parameters and activations; or print a search "
+                    "space's choices and size.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--genome", metavar="G", help="preset name or genome JSON file")
@@ -46,29 +48,10 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=run)
 
 
-def stage_rows(genome: Genome, resolution: int) -> list[dict]:
-    """Rows of the paper's Table 1: stem, one row per stage, head."""
-    size = resolution
-    rows = [{"stage": 1, "operator": "Conv3x3", "resolution": size,
-             "channels": genome.stem_channels, "layers": 1, "stride": 2}]
-    size = conv_output_size(size, 3, 2)
-    for index, stage in enumerate(genome.stages):
-        se = f", SE{stage.se_ratio:g}" if stage.se_ratio else ""
-        rows.append({"stage": index + 2,
-                     "operator": f"{stage.operator}, k{stage.kernel_size}x{stage.kernel_size}{se}",
-                     "resolution": size, "channels": stage.out_channels,
-                     "layers": stage.num_layers, "stride": stage.stride})
-        size = conv_output_size(size, stage.kernel_size, stage.stride)
-    rows.append({"stage": len(genome.stages) + 2, "operator": "Conv1x1, pooling, FC",
-                 "resolution": size, "channels": genome.head_channels, "layers": 1, "stride": 1})
-    return rows
-
-
 def genome_table(genome: Genome, resolution: int | None = None) -> str:
-    size = genome.resolution if resolution is None else resolution
-    return format_table(["stage", "operator", "resolution", "channels", "layers"],
-                        [[r["stage"], r["operator"], f"{r['resolution']}x{r['resolution']}",
-                          r["channels"], r["layers"]] for r in stage_rows(genome, size)])
+    """The stage table (:func:`space.stage_table.stage_table`) as aligned text."""
+    headers, rows = stage_table(genome, genome.resolution if resolution is None else resolution)
+    return format_table(list(headers), [list(row) for row in rows])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
           f"parameters {total.params:,} ({format_count(total.params)})   "
           f"activations {total.activations:,} ({format_count(total.activations)})")
     layers = graph(genome, resolution, args.num_classes, args.in_channels)
-    print(f"{genome.num_blocks} MBConv blocks, {layers.number_of_nodes() - 1} graph nodes")
+    print(f"{genome.num_blocks} blocks, {layers.number_of_nodes() - 1} graph nodes")
     if args.diagram:
         print(f"diagram: {args.diagram}")
     return 0
@@ -120,11 +103,15 @@ def _show_space(args: argparse.Namespace) -> int:
         return 0
     print(f"search space {space.source}: stem {space.stem_channels}, head "
           f"{space.head_channels}, {space.activation}, deployment {space.resolution}px")
-    print(format_table(["stage", "stride", "kernel", "expand", "se", "layers", "channels", "choices"],
-                       [[r["stage"], r["stride"], r["kernel_size"], r["expand_ratio"],
-                         r["se_ratio"], r["num_layers"], r["out_channels"], r["size"]]
-                        for r in rows]))
+    print(format_table(["stage", *(field.column or field.name for field in STAGE_FIELDS),
+                        "choices"],
+                       [[r["stage"], *(_choices_text(r[field.name]) for field in STAGE_FIELDS),
+                         r["size"]] for r in rows]))
     print(f"\n{space.size():,} distinct genomes; multiply-adds from "
           f"{format_count(cost(small).flops)} to {format_count(cost(large).flops)} at "
           f"{space.resolution}px (3 channels, 1000 classes)")
     return 0
+
+
+def _choices_text(value) -> str:
+    return f"[{', '.join(map(str, value))}]" if isinstance(value, list) else str(value)

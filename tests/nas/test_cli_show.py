@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from nas.cli import main
+from space.search_space import MBCONV_SPACE_PATH
 
 
 def test_show_json_has_costs(capsys):
@@ -14,14 +15,23 @@ def test_show_json_has_costs(capsys):
     assert data["activations"] > 0
     assert [row["channels"] for row in data["stages"]] == [32, 16, 24, 40, 80, 112, 192, 320, 1280]
     assert [row["resolution"] for row in data["stages"]] == [224, 112, 112, 56, 28, 14, 14, 7, 7]
+    assert [row["stage"] for row in data["stages"]] == ["stem", 1, 2, 3, 4, 5, 6, 7, "head"]
+    assert [row["skip"] for row in data["stages"]] == [None] + ["identity"] * 7 + [None]
 
 
 def test_show_table_and_space(capsys):
     assert main(["show", "--genome", "mnasnet-a1"]) == 0
     out = capsys.readouterr().out
     assert "SepConv, k3x3" in out and "311,579,072" in out
-    assert main(["show", "--space"]) == 0
+    # one numbering everywhere: stem, stages 1..N, head (as the report and trial notes)
+    rows = [line.split()[0] for line in out.splitlines()[3:12]]
+    assert rows == ["stem", "1", "2", "3", "4", "5", "6", "7", "head"]
+    assert main(["show", "--space", str(MBCONV_SPACE_PATH)]) == 0
     assert "33,853,318,889,472 distinct genomes" in capsys.readouterr().out
+    assert main(["show", "--space"]) == 0  # with conv op and skip op: 4 x as many per stage
+    out = capsys.readouterr().out
+    assert f"{33_853_318_889_472 * 4 ** 7:,} distinct genomes" in out
+    assert "[mbconv, fused]" in out and "[identity, none]" in out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -14,7 +14,7 @@ import random
 import pytest
 
 from scaling import OFFICIAL_TABLE, scale, scaling_factors
-from space import Genome, NasError, SearchSpace, Stage, presets
+from space import Genome, NasError, SearchSpace, Stage, presets, resolve_blocks
 from space.timm_format import TimmArch, TimmFormatError, from_timm, stage_string, to_timm
 
 TIMM_EFFICIENTNET_B0 = [
@@ -54,13 +54,17 @@ def test_b0_strings_are_timms_published_definition():
 
 
 def test_timms_mnasnet_a1_reads_as_the_preset():
-    # timm marks the first block 'noskip'; 32 -> 16 channels has no residual anyway, so the
-    # genome is the same and its own strings simply leave the word out.
+    # timm marks the first block 'noskip' (the reference code does too): the preset's first
+    # stage has skip_op "none", so the strings match both ways.
     preset = presets.get("mnasnet-a1")
     assert from_timm(TIMM_MNASNET_A1, act_layer="relu", drop_path_rate=0.0,
                      name="mnasnet-a1") == preset
     written = [list(stage) for stage in to_timm(preset).arch_def]
-    assert written == [[text.replace("_noskip", "") for text in stage] for stage in TIMM_MNASNET_A1]
+    assert written == TIMM_MNASNET_A1
+    # 32 -> 16 channels has no residual anyway: the same network as without the flag
+    without = from_timm([[text.replace("_noskip", "") for text in stage]
+                         for stage in TIMM_MNASNET_A1], act_layer="relu", drop_path_rate=0.0)
+    assert without.stages[0].skip_op == "identity" and without.key() == preset.key()
 
 
 @pytest.mark.parametrize("genome", [presets.get("efficientnet-b0"), presets.get("mnasnet-a1"),
@@ -133,11 +137,12 @@ def test_depth_is_shared_among_a_stages_strings_like_timm():
     rounded = from_timm(arch_def, depth_multiplier=1.2, depth_trunc="round")
     assert [s.num_layers for s in rounded.stages] == [1, 1, 4]  # round(1.2) = 1, round(4.8) = 5
     # timm's own first stage says 'noskip': harmless for one block (32 -> 16 channels), but a
-    # second block would lose a residual that a genome keeps.
+    # second block loses the residual it would have had: the genome's skip_op "none".
     timm_stage = [["ds_r1_k3_s1_c16_noskip"], *arch_def[1:]]
     assert from_timm(timm_stage).stages[0].num_layers == 1
-    with pytest.raises(TimmFormatError, match="'noskip' removes the residual of block 2"):
-        from_timm(timm_stage, depth_multiplier=1.5)
+    deeper = from_timm(timm_stage, depth_multiplier=1.5)
+    assert (deeper.stages[0].num_layers, deeper.stages[0].skip_op) == (2, "none")
+    assert not any(spec.residual for spec in resolve_blocks(deeper) if spec.stage_index == 0)
 
 
 def test_stage_string_writes_fractions_exactly_and_reads_back():
@@ -149,8 +154,9 @@ def test_stage_string_writes_fractions_exactly_and_reads_back():
 
 
 @pytest.mark.parametrize("arch_def, message", [
-    ([["er_r2_k3_s2_e4_c32"]], "block type 'er'"),
     ([["cn_r1_k3_s1_e1_c16_skip"]], "block type 'cn'"),
+    ([["er_r2_k3_s2_c24"]], "'e' is missing \\('er' blocks need it\\)"),
+    ([["er_r2_k3_s2_e4_c24_skip"]], "'skip' has no effect on 'er' blocks"),
     ([["xx_r1_k3_s1_c16"]], "unknown block type 'xx'"),
     ([["ir_r2_k3_s2_e1_c24"]], "write it as a 'ds' block"),
     ([["ds_r1_k3_s1_e6_c16"]], "has no effect on a 'ds' block"),
@@ -166,7 +172,6 @@ def test_stage_string_writes_fractions_exactly_and_reads_back():
     ([["ir_r2_k3_s3_e6_c24"]], "'s3'"),
     ([["ir_r2_k4_s2_e6_c24"]], "odd integer"),
     ([["ir_r2_k3_s2_e6_c24_foo"]], "unknown option 'foo'"),
-    ([["ds_r2_k3_s1_c32_noskip"]], "'noskip' removes the residual"),
     ([["ir_r1_k3_s2_e6_c24", "ir_r1_k3_s2_e6_c24"]], "only a stage's first block strides"),
     ([["ir_r2_k3_s2_e6_c24_se0.15"]], "squeeze width is 5, the genome's"),
     ([], "non-empty list of stages"),
