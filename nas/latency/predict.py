@@ -44,12 +44,9 @@ def stage_variants(space: SearchSpace, resolution: int, num_classes: int,
     for index, choices in enumerate(space.stages):
         previous = ((space.stem_channels,) if index == 0
                     else space.stages[index - 1].out_channels)
-        for before, kernel, expand, se, out in itertools.product(
-                previous, choices.kernel_size, choices.expand_ratio, choices.se_ratio,
-                choices.out_channels):
-            stage = Stage(kernel_size=kernel, expand_ratio=expand, se_ratio=se,
-                          num_layers=max(choices.num_layers), out_channels=out,
-                          stride=choices.stride)
+        # every stage field the space offers (space.schema), at the most layers
+        for before, stage in itertools.product(
+                previous, choices.stages(num_layers=max(choices.num_layers))):
             stages = list(base.stages)
             if index > 0:
                 stages[index - 1] = dataclasses.replace(stages[index - 1], out_channels=before)
