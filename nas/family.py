@@ -45,8 +45,9 @@ class CostContext:
     def describe(self) -> str:
         """How the table names its costs' context, e.g. "1 input channel(s), 10 classes
         (the genome's search context, fashion-mnist)"."""
+        dataset = f", {self.dataset}" if self.dataset else ""
         where = {"given": "as asked",
-                 "search": f"the genome's search context{', ' + self.dataset if self.dataset else ''}",
+                 "search": f"the genome's search context{dataset}",
                  "default": "ImageNet's, as the papers report; the genome records no search "
                             "context"}[self.source]
         return f"{self.in_channels} input channel(s), {self.num_classes} classes ({where})"
@@ -57,7 +58,7 @@ def cost_context(genome: Genome, num_classes: Optional[int] = None,
     """What to cost ``genome``'s family for: values given win, then the genome's own
     search context (a searched ``best.json`` records its dataset's channels and
     classes), then ImageNet's 3 channels and 1000 classes."""
-    context = getattr(genome, "context", None)
+    context = genome.context
     if num_classes is not None or in_channels is not None:
         fallback = (context.num_classes, context.in_channels) if context else \
             (IMAGENET_CLASSES, IMAGENET_CHANNELS)

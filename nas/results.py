@@ -5,6 +5,7 @@ and the :class:`SearchResult` the search returns."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any, Optional
 
 import optuna
 from optuna.trial import FrozenTrial
+
+from space import Genome, GenomeError, SearchContext
 
 from .common import json_bytes
 from .outputs import publish
@@ -95,6 +98,18 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
     else:
         candidates = scored
     result.best = max(candidates, key=lambda t: t.user_attrs["reward"])
-    files[folder.best_json] = (TrialRecord(result.best).genome.to_json() + "\n").encode()
+    best = _with_context(TrialRecord(result.best).genome, study.user_attrs)
+    files[folder.best_json] = (best.to_json() + "\n").encode()
     publish(files)
     return result
+
+
+def _with_context(genome: Genome, attrs: dict[str, Any]) -> Genome:
+    """``genome`` with its search's dataset context (the channels and classes the search
+    costed it for), so that later commands report the same costs; unchanged for a study
+    that does not record them."""
+    try:
+        return dataclasses.replace(genome, context=SearchContext(
+            attrs["dataset"], attrs["in_channels"], attrs["num_classes"]))
+    except (KeyError, GenomeError):
+        return genome

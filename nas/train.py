@@ -197,7 +197,8 @@ class _Loop:
                  fresh: bool, optimizer_state: Optional[dict]) -> None:
         self.model, self.train, self.normalization = model, train, normalization
         self.config, self.device, self.distributed = config, device, distributed
-        self.rank, self.world = (distributed.rank, distributed.world_size) if distributed else (0, 1)
+        self.rank, self.world = ((distributed.rank, distributed.world_size) if distributed
+                                 else (0, 1))
         self.batch = config.batch_size // self.world
         if self.batch < 2:
             raise ValueError(f"batch size {config.batch_size} is too small for {self.world} "

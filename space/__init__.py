@@ -3,14 +3,14 @@
 from . import presets
 from .blocks import BlockSpec, conv_output_size, resolve_blocks, round_channels
 from .errors import GenomeError, NasError, SpaceError
-from .genome import Genome, Stage
+from .genome import Genome, SearchContext, Stage
 from .graph import Cost, cost, graph
 from .search_space import SearchSpace
 from .timm_format import TimmArch, TimmFormatError, from_timm, to_timm
 from .units import Unit, units
 
-__all__ = ["Genome", "Stage", "SearchSpace", "build", "graph", "cost", "Cost", "presets",
-           "round_channels", "resolve_blocks", "BlockSpec", "conv_output_size",
+__all__ = ["Genome", "Stage", "SearchContext", "SearchSpace", "build", "graph", "cost", "Cost",
+           "presets", "round_channels", "resolve_blocks", "BlockSpec", "conv_output_size",
            "NasError", "GenomeError", "SpaceError", "TimmArch", "TimmFormatError", "from_timm",
            "to_timm", "Unit", "units", "unit_module"]
 

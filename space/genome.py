@@ -12,14 +12,14 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from .errors import GenomeError
 from .files import loads_json, read_text_file
 from .schema import (LIMITS, STAGE_FIELDS, field_error, plain_number, require_float,
                      require_int)
 
-__all__ = ["Stage", "Genome", "GENOME_VERSION", "ACTIVATIONS", "LIMITS"]
+__all__ = ["Stage", "Genome", "SearchContext", "GENOME_VERSION", "ACTIVATIONS", "LIMITS"]
 
 GENOME_VERSION = 1
 ACTIVATIONS = ("silu", "relu")
@@ -71,7 +71,50 @@ allow it) or ``"none"``. Fields: :data:`space.schema.STAGE_FIELDS`."""
 
 
 _GENOME_KEYS = ("version", "name", "stem_channels", "stages", "head_channels", "dropout",
-                "drop_connect_rate", "resolution", "resolution_multiplier", "activation")
+                "drop_connect_rate", "resolution", "resolution_multiplier", "activation",
+                "context")
+_CONTEXT_KEYS = ("dataset", "in_channels", "num_classes")
+# Far above any dataset's; a bound so that a hostile file cannot ask for a huge classifier.
+_MAX_CLASSES = 1_000_000
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """What a searched genome was costed for: its dataset's input channels and classes
+    (a search's ``best.json`` records them, so that ``nas scale`` reports the costs the
+    search reported). Not part of the architecture: :meth:`Genome.key` and genome
+    equality ignore it."""
+
+    dataset: str
+    in_channels: int
+    num_classes: int
+
+    def validate(self) -> None:
+        if not isinstance(self.dataset, str) or len(self.dataset) > 200:
+            raise field_error("context.dataset", self.dataset,
+                              "expected a string of at most 200 characters")
+        require_int("context.in_channels", self.in_channels, minimum=1,
+                    maximum=LIMITS["channels"])
+        require_int("context.num_classes", self.num_classes, minimum=1, maximum=_MAX_CLASSES)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "in_channels": self.in_channels,
+                "num_classes": self.num_classes}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SearchContext":
+        if not isinstance(data, dict):
+            raise field_error("context", type(data).__name__, "expected an object with "
+                              + ", ".join(_CONTEXT_KEYS))
+        unknown = sorted(set(data) - set(_CONTEXT_KEYS))
+        missing = [key for key in _CONTEXT_KEYS if key not in data]
+        if unknown or missing:
+            problem = f"unknown {unknown[0]!r}" if unknown else f"missing {missing[0]!r}"
+            raise GenomeError(f"genome field 'context' must hold exactly "
+                              f"{', '.join(_CONTEXT_KEYS)}; {problem}")
+        context = cls(**data)
+        context.validate()
+        return context
 _STAGE_KEYS = tuple(field.name for field in STAGE_FIELDS)
 
 
@@ -94,6 +137,8 @@ class Genome:
     resolution_multiplier: float = 1.0
     activation: str = "silu"
     name: str = ""
+    # The search's dataset context, when the genome came from one (see SearchContext).
+    context: Optional[SearchContext] = dataclasses.field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.stages, tuple):
@@ -122,6 +167,10 @@ class Genome:
             raise field_error("activation", self.activation, f"expected one of {ACTIVATIONS}")
         if not isinstance(self.name, str) or len(self.name) > 200:
             raise field_error("name", self.name, "expected a string of at most 200 characters")
+        if self.context is not None:
+            if not isinstance(self.context, SearchContext):
+                raise field_error("context", self.context, "expected a SearchContext")
+            self.context.validate()
 
     @property
     def num_blocks(self) -> int:
@@ -141,6 +190,8 @@ class Genome:
             "resolution": self.resolution,
             "resolution_multiplier": plain_number(self.resolution_multiplier),
             "activation": self.activation,
+            # Only when known: genomes without one keep their old JSON byte for byte.
+            **({"context": self.context.to_dict()} if self.context is not None else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -153,6 +204,7 @@ class Genome:
 
         body = canonical_genome(self).to_dict()
         body.pop("name")
+        body.pop("context", None)
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -175,6 +227,8 @@ class Genome:
         for index, raw in enumerate(raw_stages[: LIMITS["stages"] + 1]):
             stages.append(_stage_from_dict(raw, f"stages[{index}]"))
         fields = {key: value for key, value in data.items() if key not in ("version", "stages")}
+        if "context" in fields:
+            fields["context"] = SearchContext.from_dict(fields["context"])
         try:
             return cls(stages=tuple(stages), **fields)
         except TypeError as error:  # a value of a type the dataclass cannot even compare

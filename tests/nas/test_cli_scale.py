@@ -1,5 +1,7 @@
 import csv
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -10,6 +12,7 @@ from nas.commands.scale import parse_phis
 from nas.common import UsageError
 from scaling import Coefficients, scale
 from space import Genome, presets
+from space.search_space import MBCONV_SPACE_PATH
 
 B0 = presets.get("efficientnet-b0")
 
@@ -202,3 +205,40 @@ def test_grid_proxy_options_are_the_proxy_settings(tmp_path, capsys, monkeypatch
                  "--out", str(out)]) == 2
     assert capsys.readouterr().err == "nas scale: error: --proxy-epochs 0 must be at least 1\n"
     assert not out.exists()
+
+
+def test_a_searched_genome_scales_with_its_search_context(tmp_path, capsys):
+    """The search reports best.json's costs for the dataset's 1 channel and 10 classes;
+    `nas scale` of that best.json reports the same multiply-adds for b0 and says why."""
+    assert main(["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "s",
+                 "--n-trials", "2", "--evaluator", "naswot", "--proxy-subset", "256",
+                 "--space", str(MBCONV_SPACE_PATH), "--quiet"]) == 0
+    searched = re.search(r"multiply-adds ([\d,]+) \(([^)]+)\)", capsys.readouterr().out)
+    best = tmp_path / "s" / "best.json"
+    assert json.loads(best.read_text())["context"] == \
+        {"dataset": "fashion-mnist", "in_channels": 1, "num_classes": 10}
+    assert main(["scale", "--genome", str(best), "--phi", "0,1", "--out",
+                 str(tmp_path / "family")]) == 0
+    printed = capsys.readouterr().out
+    assert "1 input channel(s), 10 classes (the genome's search context, fashion-mnist)" in printed
+    summary = json.loads((tmp_path / "family" / "family.json").read_text())
+    assert (summary["in_channels"], summary["num_classes"]) == (1, 10)
+    assert summary["members"][0]["flops"] == int(searched.group(1).replace(",", ""))
+    b0_row = next(line for line in printed.splitlines() if line.split()[:1] == ["0"])
+    assert f" {searched.group(2)} " in b0_row  # as the search summary formats it
+    member = Genome.from_json(tmp_path / "family" / "b1.json")
+    assert member.context == Genome.from_json(best).context
+
+    # Flags still win; a genome without a context (an older best.json) keeps ImageNet's.
+    assert main(["scale", "--genome", str(best), "--phi", "0", "--num-classes", "1000",
+                 "--out", str(tmp_path / "given")]) == 0
+    assert "1 input channel(s), 1000 classes (as asked)" in capsys.readouterr().out
+    old = tmp_path / "old" / "best.json"
+    old.parent.mkdir()
+    old.write_text(dataclasses.replace(Genome.from_json(best), context=None).to_json())
+    assert "context" not in json.loads(old.read_text())
+    assert main(["scale", "--genome", str(old), "--phi", "0"]) == 0
+    assert ("3 input channel(s), 1000 classes (ImageNet's, as the papers report; the genome "
+            "records no search context)") in capsys.readouterr().out
+    assert json.loads((old.parent / "family.json").read_text())["members"][0]["flops"] > \
+        summary["members"][0]["flops"]

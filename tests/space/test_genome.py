@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -86,3 +87,24 @@ def test_operator_names_follow_the_papers():
     assert [s.operator for s in b0.stages] == ["MBConv1"] + ["MBConv6"] * 6
     assert a1.stages[0].operator == "SepConv"
     assert a1.stages[2].operator == "MBConv3"
+
+
+def test_search_context_travels_in_the_json_but_is_not_architecture():
+    from space import SearchContext
+
+    b0 = presets.get("efficientnet-b0")
+    assert "context" not in b0.to_dict()  # genomes without one keep their old JSON
+    searched = dataclasses.replace(b0, context=SearchContext("fashion-mnist", 1, 10))
+    again = Genome.from_json(searched.to_json())
+    assert again.context == SearchContext("fashion-mnist", 1, 10)
+    assert again == b0 and again.key() == b0.key()
+    for context, message in [([1], "expected an object"),
+                             ({"dataset": "x", "in_channels": 1}, "missing 'num_classes'"),
+                             ({"dataset": "x", "in_channels": 1, "num_classes": 10, "y": 1},
+                              "unknown 'y'"),
+                             ({"dataset": "x", "in_channels": 0, "num_classes": 10},
+                              "context.in_channels"),
+                             ({"dataset": "x", "in_channels": 1, "num_classes": True},
+                              "context.num_classes")]:
+        with pytest.raises(GenomeError, match=re.escape(message)):
+            Genome.from_dict({**b0.to_dict(), "context": context})
