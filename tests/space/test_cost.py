@@ -1,5 +1,6 @@
 """The analytic cost must equal what torch builds and counts, exactly."""
 
+import dataclasses
 import random
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from space import SearchSpace, build, cost, graph, presets
+from space.search_space import DEFAULT_SPACE_PATH
 
 
 def torch_counts(genome, resolution, num_classes, in_channels):
@@ -80,3 +82,59 @@ def test_cost_scales_with_resolution_and_defaults_to_genome_resolution():
     assert cost(genome, 448).flops > 3.9 * cost(genome, 224).flops
     with pytest.raises(ValueError):
         cost(genome, 0)
+
+
+def _ops_space(tmp_path, conv_op, skip_op):
+    text = DEFAULT_SPACE_PATH.read_text()
+    text = text.replace('conv_op = ["mbconv", "fused"]', f"conv_op = {conv_op}")
+    text = text.replace('skip_op = ["identity", "none"]', f"skip_op = {skip_op}")
+    path = tmp_path / "ops.toml"
+    path.write_text(text)
+    return SearchSpace.from_file(path)
+
+
+@pytest.mark.parametrize("conv_op, skip_op", [('["fused"]', '["identity", "none"]'),
+                                              ('["mbconv", "fused"]', '["none"]')])
+def test_random_genomes_with_fused_and_no_skip_blocks_match_torch_exactly(tmp_path, conv_op,
+                                                                          skip_op):
+    space = _ops_space(tmp_path, conv_op, skip_op)
+    rng = random.Random(20)
+    for index, (resolution, classes, channels) in enumerate([(32, 10, 1), (64, 100, 3),
+                                                             (97, 7, 2)]):
+        genome = space.random_genome(rng)
+        assert {s.conv_op for s in genome.stages} <= {"mbconv", "fused"}
+        analytic = cost(genome, resolution, classes, channels)
+        assert torch_counts(genome, resolution, classes, channels) == (
+            analytic.params, 2 * analytic.flops), (index, genome.to_dict())
+
+
+def test_fused_block_is_one_regular_kxk_convolution_then_the_projection():
+    b0 = presets.get("efficientnet-b0")
+    fused = dataclasses.replace(b0, stages=(b0.stages[0], dataclasses.replace(
+        b0.stages[1], conv_op="fused"), *b0.stages[2:]))
+    layers = graph(fused)
+    # block 1 (first of stage 2): 16 -> 96 channels by a 3x3 stride-2 conv, no depthwise
+    node = layers.nodes["blocks.1.fused"]
+    assert (node["groups"], node["kernel_size"], node["stride"]) == (1, 3, 2)
+    assert node["params"] == 96 * 16 * 9 and node["out_shape"] == (96, 56, 56)
+    assert "blocks.1.expand" not in layers and "blocks.1.depthwise" not in layers
+    # per block the fused conv and its batch norm replace the expansion (16*96 weights)
+    # and the depthwise conv (96*9), each with a batch norm of 2*96
+    assert cost(fused).params - cost(b0).params == (
+        96 * 16 * 9 - 16 * 96 - 96 * 9 - 2 * 96) + (144 * 24 * 9 - 24 * 144 - 144 * 9 - 2 * 144)
+    # expand ratio 1: a kxk conv at the input width, then the projection (timm 'er_e1')
+    first = dataclasses.replace(b0, stages=(dataclasses.replace(b0.stages[0], conv_op="fused"),
+                                            *b0.stages[1:]))
+    assert graph(first).nodes["blocks.0.fused"]["params"] == 32 * 32 * 9
+
+
+def test_no_skip_removes_the_residual_add_and_nothing_else():
+    b0 = presets.get("efficientnet-b0")
+    plain = dataclasses.replace(b0, stages=tuple(dataclasses.replace(s, skip_op="none")
+                                                 for s in b0.stages))
+    adds = [name for name in graph(b0) if name.endswith(".add")]
+    assert len(adds) == 9 and not [name for name in graph(plain) if name.endswith(".add")]
+    assert cost(plain) == cost(b0)
+    with torch.device("meta"):
+        model = build(plain)
+    assert not any(block.spec.residual for block in model.blocks)
