@@ -86,7 +86,7 @@ def save_artifact(path: PathLike, supernet: Supernet, key: dict[str, Any], *,
     torch.save({"format": ARTIFACT_FORMAT, "version": ARTIFACT_VERSION,
                 "digest": key_digest(key), "key": json.dumps(key, sort_keys=True),
                 "state_dict": {name: value.detach().cpu()
-                               for name, value in supernet.net.state_dict().items()},
+                               for name, value in supernet.state_dict().items()},
                 "num_classes": supernet.num_classes, "in_channels": supernet.in_channels,
                 "normalization": normalization, "training": json.dumps(training)}, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -157,7 +157,7 @@ def load_artifact(path: PathLike, space: SearchSpace, expected: dict[str, Any]
     supernet = Supernet(space, num_classes=payload.get("num_classes"),
                         in_channels=payload.get("in_channels"))
     try:
-        supernet.net.load_state_dict(payload["state_dict"])
+        supernet.load_state_dict(payload["state_dict"])
     except (KeyError, RuntimeError, TypeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
         raise CorruptArtifact(f"supernet {str(path)!r} weights do not fit its space ({first}); "

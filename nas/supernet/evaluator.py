@@ -77,10 +77,12 @@ class SupernetEvaluator(Evaluator):
         defaults at the proxy protocol's resolution, validation split and seed), read
         from ``supernet`` (a path) or found under ``runs_dir``. The protocol's epochs
         and subset are a per-genome training's and do not apply."""
+        space = space or SearchSpace.default()
+        check_shareable(space)  # before the dataset loads
         settings = supernet_settings or SupernetSettings(
             resolution=proxy.resolution, val_size=proxy.val_size, seed=common["seed"])
         rest = {key: value for key, value in common.items() if key not in ("resolution", "seed")}
-        return cls(space=space or SearchSpace.default(), settings=settings, path=supernet,
+        return cls(space=space, settings=settings, path=supernet,
                    runs_dir=runs_dir, **rest)
 
     def _build(self, partial: Path) -> None:

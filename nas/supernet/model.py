@@ -15,8 +15,14 @@ weights are those of a real network. A smaller genome runs on slices of them:
 - **layers per stage**: the first ``num_layers`` blocks of the stage;
 - **squeeze-and-excitation**: the leading channels of the shared SE convolutions (a
   ratio of 0 skips the SE gate);
-- **residual**: a block adds its input when its stride is 1 and its input and output
-  widths agree, exactly as :func:`space.resolve_blocks` decides for the genome.
+- **skip op**: a block adds its input when its stride is 1, its input and output widths
+  agree and its stage's ``skip_op`` is "identity", exactly as
+  :func:`space.resolve_blocks` decides for the genome (no weights involved);
+- **conv op** (MBConv or Fused-MBConv): the two are different layers (a 1x1 expansion
+  and a depthwise kxk, or one regular kxk convolution), so a stage offering both holds
+  one candidate block per op at each layer, each elastic as above, and a sub-network
+  runs the candidate of its op (the choice blocks of single-path one-shot NAS, Guo et
+  al. 2020). Stem, head and classifier are shared by all.
 
 Every number of a sub-network (expanded width, squeeze width, stride, residual,
 drop-connect) comes from :func:`space.resolve_blocks` of its genome, the description
@@ -39,7 +45,8 @@ __all__ = ["Supernet", "SupernetError", "check_shareable", "SHARED_CHOICES"]
 
 # Stage fields whose choices the supernet shares weights over; a field of a space's
 # StageChoices not named here and offering more than one value is refused up front.
-SHARED_CHOICES = ("kernel_size", "expand_ratio", "se_ratio", "num_layers", "out_channels")
+SHARED_CHOICES = ("kernel_size", "expand_ratio", "se_ratio", "num_layers", "out_channels",
+                  "stride", "conv_op", "skip_op")
 
 
 class SupernetError(NasError):
@@ -49,23 +56,26 @@ class SupernetError(NasError):
 def check_shareable(space: SearchSpace) -> None:
     """Refuse, in one line naming it, a choice the supernet cannot share weights over."""
     for index, choices in enumerate(space.stages):
-        for field in dataclasses.fields(choices):
-            values = getattr(choices, field.name)
-            if field.name in SHARED_CHOICES or not isinstance(values, tuple) or len(values) < 2:
+        for name, values in choices.options.items():
+            if name in SHARED_CHOICES or len(values) < 2:
                 continue
             raise SupernetError(
-                f"the supernet cannot share weights over stage {index + 1} {field.name} "
-                f"choices {list(values)}: fix it to one value in the space file, or use "
-                "another evaluator (proxy-train)")
+                f"the supernet cannot share weights over stage {index + 1} {name} choices "
+                f"{list(values)}: fix it to one value in the space file, or use another "
+                "evaluator (proxy-train)")
 
 
 def _parts(block: MBConv) -> dict[str, nn.Module]:
-    """An MBConv's layers by role: expand, depthwise, se, project (those it has)."""
+    """A block's layers by role: fused, or expand and depthwise; then se and project
+    (those it has)."""
     layers = list(block.body)
     parts = {}
-    if block.spec.has_expansion:
-        parts["expand"] = layers.pop(0)
-    parts["depthwise"] = layers.pop(0)
+    if block.spec.conv_op == "fused":
+        parts["fused"] = layers.pop(0)
+    else:
+        if block.spec.has_expansion:
+            parts["expand"] = layers.pop(0)
+        parts["depthwise"] = layers.pop(0)
     if block.spec.se_channels:
         parts["se"] = layers.pop(0)
     parts["project"] = layers.pop(0)
@@ -105,6 +115,13 @@ def _squeeze_excite(x: torch.Tensor, gate: SqueezeExcitation, squeeze: int) -> t
     return x * torch.sigmoid(scale)
 
 
+def _with_conv_op(genome: Genome, op: str, space: SearchSpace) -> Genome:
+    """``genome`` with conv op ``op`` on every stage whose choices offer it."""
+    stages = tuple(dataclasses.replace(stage, conv_op=op) if op in choices.options["conv_op"]
+                   else stage for stage, choices in zip(genome.stages, space.stages))
+    return dataclasses.replace(genome, stages=stages)
+
+
 class Supernet(nn.Module):
     """The largest network of ``space``; ``forward(x, genome)`` runs any genome of it."""
 
@@ -114,14 +131,27 @@ class Supernet(nn.Module):
         self.space = space
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.net = build(space.largest(), num_classes=num_classes, in_channels=in_channels)
+        largest = space.largest()
+        self.net = build(largest, num_classes=num_classes, in_channels=in_channels)
         starts, first = [], 0
-        for stage in space.largest().stages:
+        for stage in largest.stages:
             starts.append(first)
             first += stage.num_layers
         self._stage_starts = tuple(starts)
-        # Module references only (they are registered under self.net).
-        self._parts = [_parts(block) for block in self.net.blocks]
+        # The candidate blocks of the conv ops the largest genome does not use, by
+        # "<block index>-<op>": the largest network of that op, one stage at a time.
+        self.candidates = nn.ModuleDict()
+        for op in sorted({op for c in space.stages for op in c.options["conv_op"]}):
+            variant = build(_with_conv_op(largest, op, space), num_classes=num_classes,
+                            in_channels=in_channels)
+            for index, block in enumerate(variant.blocks):
+                if block.spec.conv_op != self.net.blocks[index].spec.conv_op:
+                    self.candidates[f"{index}-{op}"] = block
+        # Module references only (they are registered above), by block index and op.
+        self._parts = {(index, block.spec.conv_op): _parts(block)
+                       for index, block in enumerate(self.net.blocks)}
+        self._parts.update({(int(name.split("-")[0]), block.spec.conv_op): _parts(block)
+                            for name, block in self.candidates.items()})
 
     def check(self, genome: Genome) -> None:
         why = self.space.why_not_contained(genome)
@@ -137,12 +167,16 @@ class Supernet(nn.Module):
     def _block(self, x: torch.Tensor, spec: BlockSpec, parts: dict[str, nn.Module]) -> torch.Tensor:
         inputs = x
         common = {"stride": 1, "depthwise": False, "training": self.training}
-        if spec.has_expansion:
-            x = _conv_bn(x, parts["expand"], out_channels=spec.expanded_channels, kernel_size=1,
-                         **common)
-        x = _conv_bn(x, parts["depthwise"], out_channels=spec.expanded_channels,
-                     kernel_size=spec.kernel_size,
-                     **{**common, "stride": spec.stride, "depthwise": True})
+        if spec.conv_op == "fused":
+            x = _conv_bn(x, parts["fused"], out_channels=spec.expanded_channels,
+                         kernel_size=spec.kernel_size, **{**common, "stride": spec.stride})
+        else:
+            if spec.has_expansion:
+                x = _conv_bn(x, parts["expand"], out_channels=spec.expanded_channels,
+                             kernel_size=1, **common)
+            x = _conv_bn(x, parts["depthwise"], out_channels=spec.expanded_channels,
+                         kernel_size=spec.kernel_size,
+                         **{**common, "stride": spec.stride, "depthwise": True})
         if spec.se_channels:
             x = _squeeze_excite(x, parts["se"], spec.se_channels)
         x = _conv_bn(x, parts["project"], out_channels=spec.out_channels, kernel_size=1,
@@ -156,7 +190,7 @@ class Supernet(nn.Module):
         self.check(genome)
         x = self.net.stem(x)
         for spec, index in zip(resolve_blocks(genome), self._block_indices(genome)):
-            x = self._block(x, spec, self._parts[index])
+            x = self._block(x, spec, self._parts[index, spec.conv_op])
         x = _conv_bn(x, self.net.head, out_channels=genome.head_channels, kernel_size=1,
                      stride=1, depthwise=False, training=self.training)
         pooled = F.dropout(x.mean((2, 3)), genome.dropout, self.training)
@@ -171,7 +205,8 @@ class Supernet(nn.Module):
         pairs = [(model.stem, self.net.stem), (model.head, self.net.head),
                  (model.classifier, self.net.classifier)]
         for block, index in zip(model.blocks, self._block_indices(genome)):
-            pairs += [(unit, self._parts[index][role]) for role, unit in _parts(block).items()]
+            source = self._parts[index, block.spec.conv_op]
+            pairs += [(unit, source[role]) for role, unit in _parts(block).items()]
         for target, source in pairs:
             shared = source.state_dict()
             for name, tensor in target.state_dict().items():

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from space import Genome
+from space import Genome, SearchSpace
 
 from ..common import atomic_write_bytes
 from ..data import Normalization, Split, augment, batches, preprocess
@@ -38,7 +38,7 @@ from ..train import TrainConfig, learning_rate
 from .model import Supernet, SupernetError
 from .settings import SupernetSettings
 
-__all__ = ["train_supernet", "sandwich", "PARTIAL_FORMAT"]
+__all__ = ["train_supernet", "sandwich", "teacher", "PARTIAL_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +50,24 @@ def _step_seed(seed: int, step: int) -> int:
 
 
 def sandwich(supernet: Supernet, step: int, seed: int, random_subnets: int) -> list[Genome]:
-    """The sub-networks of step ``step``: largest (with the space's dropout and
-    drop-connect), smallest and ``random_subnets`` random ones (without them)."""
+    """The sub-networks of step ``step``: the :func:`teacher` (with the space's dropout
+    and drop-connect), the smallest and ``random_subnets`` random ones (without them)."""
     space = supernet.space
     rng = random.Random(_step_seed(seed, step))
     plain = [space.smallest()] + [space.random_genome(rng) for _ in range(random_subnets)]
-    return [space.largest()] + [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0)
-                                for g in plain]
+    return [teacher(space)] + [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0)
+                               for g in plain]
+
+
+def teacher(space: SearchSpace) -> Genome:
+    """The largest genome, but with residuals where the space offers them: the dearest
+    choice of every field except the skip op, which adds no weights and whose "none"
+    only makes the deepest network harder to train."""
+    largest = space.largest()
+    stages = tuple(dataclasses.replace(stage, skip_op="identity")
+                   if "identity" in choices.options["skip_op"] else stage
+                   for stage, choices in zip(largest.stages, space.stages))
+    return dataclasses.replace(largest, stages=stages)
 
 
 def _optimizer(supernet: Supernet, config: TrainConfig) -> torch.optim.Optimizer:
@@ -92,7 +103,7 @@ def _save_partial(path: Path, supernet: Supernet, optimizer: torch.optim.Optimiz
                   seconds: float) -> None:
     buffer = io.BytesIO()
     torch.save({"format": PARTIAL_FORMAT, "digest": digest, "step": step,
-                "state_dict": supernet.net.state_dict(), "optimizer": optimizer.state_dict(),
+                "state_dict": supernet.state_dict(), "optimizer": optimizer.state_dict(),
                 "history": history, "seconds": seconds}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
@@ -147,7 +158,7 @@ def train_supernet(supernet: Supernet, train: Split, normalization: Normalizatio
     resumed = _load_partial(checkpoint, digest) if checkpoint is not None else None
     start, history, seconds_before = 0, [], 0.0
     if resumed is not None:
-        supernet.net.load_state_dict(resumed["state_dict"])
+        supernet.load_state_dict(resumed["state_dict"])
         optimizer.load_state_dict(resumed["optimizer"])
         start, history = int(resumed["step"]), list(resumed["history"])
         seconds_before = float(resumed["seconds"])

@@ -12,8 +12,8 @@ from nas.data import load_dataset, split_train_val, take_subset
 from nas.evaluators import make_evaluator
 from nas.protocol import EvaluationFailed
 from nas.supernet import Supernet, SupernetError, SupernetSettings
-from nas.supernet.training import sandwich, train_supernet
-from space import Genome, build
+from nas.supernet.training import sandwich, teacher, train_supernet
+from space import Genome, SearchSpace, build, resolve_blocks
 
 from _supernet_space import TINY_SETTINGS, tiny_space
 
@@ -52,15 +52,19 @@ def _stage(genome: Genome, index: int, **changes) -> Genome:
 def test_sub_networks_compute_what_their_standalone_build_computes():
     space = tiny_space()
     supernet = _randomised(Supernet(space, num_classes=10, in_channels=1))
-    largest, smallest = space.largest(), space.smallest()
-    genomes = [largest, smallest,
+    largest, smallest = space.largest(), space.smallest()  # all fused / all MBConv
+    genomes = [largest, smallest, teacher(space),
                _stage(largest, 1, num_layers=1),                       # fewer layers
-               _stage(largest, 2, kernel_size=3),                      # smaller kernel
+               _stage(largest, 2, kernel_size=3, conv_op="mbconv"),    # smaller kernel
                _stage(largest, 1, expand_ratio=1, se_ratio=0.25),      # no expansion, SE on
                _stage(smallest, 0, se_ratio=0.25, kernel_size=5)]      # SE on a small one
     rng = random.Random(1)
     genomes += [space.random_genome(rng) for _ in range(6)]
     assert len({g.key() for g in genomes}) == len(genomes)
+    blocks = [spec for genome in genomes for spec in resolve_blocks(genome)]
+    for feature in (lambda b: (b.conv_op, b.residual), lambda b: (b.conv_op, b.has_expansion),
+                    lambda b: (b.conv_op, b.se_channels > 0), lambda b: (b.conv_op, b.kernel_size)):
+        assert len({feature(b) for b in blocks}) == 4  # every op with and without each choice
     inputs = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     for genome in genomes:
         model = supernet.extract(genome).eval()
@@ -72,7 +76,7 @@ def test_sub_networks_compute_what_their_standalone_build_computes():
     # Weights are shared, not copied per genome: the smallest's 3x3 depthwise kernel is
     # the centre of the largest's 5x5 one.
     small = supernet.extract(smallest).blocks[0].body[0][0].weight
-    large = supernet.net.blocks[0].body[1][0].weight
+    large = supernet.candidates["0-mbconv"].body[1][0].weight
     assert small.shape == (8, 1, 3, 3) and large.shape == (24, 1, 5, 5)  # 8 x ratio 3
     assert torch.equal(small, large[:8, :, 1:4, 1:4])
 
@@ -85,12 +89,38 @@ def test_a_genome_outside_the_space_is_refused():
         supernet(torch.zeros(1, 1, 16, 16), outside)
 
 
+def test_a_choice_the_supernet_does_not_share_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr("nas.supernet.model.SHARED_CHOICES",
+                        ("kernel_size", "expand_ratio", "se_ratio", "num_layers",
+                         "out_channels", "stride", "skip_op"))
+    with pytest.raises(SupernetError) as refused:
+        make_evaluator("supernet", space=SearchSpace.default())
+    assert str(refused.value) == (
+        "the supernet cannot share weights over stage 1 conv_op choices ['mbconv', 'fused']: "
+        "fix it to one value in the space file, or use another evaluator (proxy-train)")
+
+
+def test_the_default_space_is_one_supernet():
+    space = SearchSpace.default()
+    supernet = Supernet(space, num_classes=10, in_channels=1)
+    # One candidate block per conv op at every layer of the largest network (B0's 16
+    # blocks and one more per stage).
+    assert len(supernet.net.blocks) == 23 and len(supernet.candidates) == 23
+    genome = space.random_genome(random.Random(3))
+    model = supernet.extract(genome).eval()
+    inputs = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(supernet.eval()(inputs, genome), model(inputs))
+
+
 def test_sandwich_is_largest_smallest_and_seeded_random_ones():
     space = tiny_space()
     supernet = Supernet(space, num_classes=10, in_channels=1)
     step = sandwich(supernet, 5, 0, 2)
     assert len(step) == 4
-    assert step[0] == space.largest() and step[0].dropout == 0.1
+    assert step[0] == teacher(space) and step[0].dropout == 0.1
+    assert {s.conv_op for s in step[0].stages} == {"fused"}  # the dearest op, with residuals
+    assert {s.skip_op for s in step[0].stages} == {"identity"}
     assert step[1].stages == space.smallest().stages and step[1].dropout == 0.0
     assert [g.key() for g in step] == [g.key() for g in sandwich(supernet, 5, 0, 2)]
     assert len({g.key() for s in range(20) for g in sandwich(supernet, s, 0, 2)[2:]}) > 10
@@ -139,7 +169,7 @@ def test_largest_sub_network_scores_above_chance_after_a_short_training(tmp_path
     evaluator = make_evaluator("supernet", space=tiny_space(), runs_dir=tmp_path,
                                supernet_settings=settings)
     assert evaluator.built and evaluator.path.parent == tmp_path / "supernets"
-    largest = evaluator.evaluate(tiny_space().largest())
+    largest = evaluator.evaluate(teacher(tiny_space()))
     smallest = evaluator.evaluate(tiny_space().smallest())
     # Chance is 0.10; 500 validation images give a standard error near 0.02.
     assert largest > 0.45 and smallest > 0.25, (largest, smallest)
@@ -148,4 +178,4 @@ def test_largest_sub_network_scores_above_chance_after_a_short_training(tmp_path
         evaluator.evaluate(_stage(tiny_space().largest(), 0, out_channels=64))
     again = make_evaluator("supernet", space=tiny_space(), runs_dir=tmp_path,
                            supernet_settings=settings)
-    assert not again.built and again.evaluate(tiny_space().largest()) == largest
+    assert not again.built and again.evaluate(teacher(tiny_space())) == largest
