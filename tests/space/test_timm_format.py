@@ -10,11 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 
 import pytest
 
 from scaling import OFFICIAL_TABLE, scale, scaling_factors
-from space import Genome, NasError, SearchSpace, Stage, presets, resolve_blocks
+from space import Genome, NasError, SearchSpace, Stage, build, presets, resolve_blocks
 from space.timm_format import TimmArch, TimmFormatError, from_timm, stage_string, to_timm
 
 TIMM_EFFICIENTNET_B0 = [
@@ -228,3 +229,85 @@ def test_python_code_builds_with_timms_own_calls():
     # stage comments in timm's style, at the genome's 300 px
     assert "    # stage 0, 150x150 in\n    ['ds_r1_k3_s1_e1_c16_se0.25']," in code
     assert "    # stage 6, 10x10 in\n    ['ir_r1_k3_s1_e6_c320_se0.25']," in code
+
+
+# timm (the library) does not install next to this CPU torch: its layers import torchvision,
+# whose compiled operators need a matching torch build. So the strings are checked against
+# timm's documented grammar and block definitions instead, restated here independently
+# (timm/models/_efficientnet_builder.py: _decode_block_str, round_channels;
+# timm/models/_efficientnet_blocks.py: DepthwiseSeparableConv, InvertedResidual,
+# EdgeResidual, SqueezeExcite): the network timm would build must have the genome's
+# parameter count and residual blocks.
+_TIMM_STRING = re.compile(r"^(ds|ir|er)(_(r\d+|k\d+|s[12]|e\d+(\.\d+)?|c\d+|se0\.\d+|noskip))+$")
+
+
+def _timm_make_divisible(value: float, divisor: int = 8) -> int:
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _timm_block(kind: str, options: dict, noskip: bool, in_chs: int, stride: int):
+    """(parameters, has_skip, out_chs) of one timm block of a string's options."""
+    out, k, e, se = int(options["c"]), int(options["k"]), float(options.get("e", 1)), \
+        float(options.get("se", 0))
+
+    def bn(channels: int) -> int:  # weight and bias
+        return 2 * channels
+
+    if kind == "ds":
+        mid, params = in_chs, k * k * in_chs + bn(in_chs)
+        se_width = round(in_chs * se)
+    else:
+        mid = _timm_make_divisible(in_chs * e)
+        if kind == "ir":
+            params = in_chs * mid + bn(mid) + k * k * mid + bn(mid)
+        else:  # EdgeResidual: conv_exp is a full k x k convolution, no depthwise
+            params = k * k * in_chs * mid + bn(mid)
+        se_width = round(mid * se / e)  # the builder divides se by e (se_from_exp=False)
+    if se:
+        params += mid * se_width + se_width + se_width * mid + mid
+    params += mid * out + bn(out)
+    return params, stride == 1 and in_chs == out and not noskip, out
+
+
+def _timm_network(arch: TimmArch, num_classes: int = 1000, in_chans: int = 3):
+    """(parameters, residual blocks) of timm's EfficientNet from ``arch`` at multipliers 1."""
+    assert (arch.channel_multiplier, arch.depth_multiplier) == (1.0, 1.0)
+    stem = _timm_make_divisible(arch.stem_size)
+    params, residual, in_chs = 9 * in_chans * stem + 2 * stem, 0, stem
+    for stage in arch.arch_def:
+        for text in stage:
+            assert _TIMM_STRING.match(text), text
+            kind, *tokens = text.split("_")
+            options = {re.match(r"[a-z]+", t).group(): re.sub(r"^[a-z]+", "", t)
+                       for t in tokens if t != "noskip"}
+            for index in range(int(options["r"])):
+                stride = int(options["s"]) if index == 0 else 1
+                block, skip, in_chs = _timm_block(kind, options, "noskip" in tokens, in_chs,
+                                                  stride)
+                params, residual = params + block, residual + skip
+    head = _timm_make_divisible(arch.num_features)
+    params += in_chs * head + 2 * head + head * num_classes + num_classes
+    return params, residual
+
+
+@pytest.mark.parametrize("genome", [presets.get("efficientnet-b0"), presets.get("mnasnet-a1"),
+                                    *random_genomes()], ids=lambda genome: genome.name)
+def test_strings_follow_timms_grammar_and_build_the_genomes_parameters(genome):
+    arch = to_timm(genome)
+    params, residual = _timm_network(arch)
+    assert params == sum(p.numel() for p in build(genome).parameters())
+    assert residual == sum(spec.residual for spec in resolve_blocks(genome))
+
+
+def test_fused_and_no_skip_stages_read_as_efficientnetv2_writes_them():
+    # EfficientNetV2-S's fused stages (timm _gen_efficientnetv2_s), after a 24-channel stem
+    genome = from_timm([["er_r2_k3_s2_e4_c48"], ["er_r4_k3_s2_e4_c64_noskip"],
+                        ["ir_r6_k3_s2_e4_c128_se0.25"]], stem_size=24)
+    assert [(s.conv_op, s.expand_ratio, s.skip_op) for s in genome.stages] == [
+        ("fused", 4, "identity"), ("fused", 4, "none"), ("mbconv", 4, "identity")]
+    assert [stage_string(s) for s in genome.stages] == [
+        "er_r2_k3_s2_e4_c48", "er_r4_k3_s2_e4_c64_noskip", "ir_r6_k3_s2_e4_c128_se0.25"]
+    single = from_timm([["er_r2_k3_s1_e1_c32"]])  # expand 1: a kxk conv at the input width
+    assert single.stages[0].operator == "Fused-MBConv1"
+    assert _timm_network(to_timm(genome))[0] == sum(p.numel() for p in build(genome).parameters())
