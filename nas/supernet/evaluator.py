@@ -65,6 +65,12 @@ class SupernetEvaluator(Evaluator):
                                                           self._build, rebuild=rebuild,
                                                           force=force)
         self.supernet.to(self.device)
+        # An artifact given by path may have been trained longer or on more images; its
+        # split and resolution match (obtain checks), and its own settings are recorded.
+        stored = self.metadata["key"]["settings"]
+        self.supernet_settings = SupernetSettings(**{
+            field.name: stored[field.name] for field in dataclasses.fields(SupernetSettings)
+            if field.name in stored})
 
     @classmethod
     def create(cls, *, proxy: Any, batch_size: Optional[int], train_config: Any,

@@ -98,16 +98,6 @@ def _train_step(supernet: Supernet, inputs: torch.Tensor, targets: torch.Tensor,
     return float(loss.detach()), distill / max(1, len(genomes) - 1)
 
 
-def _save_partial(path: Path, supernet: Supernet, optimizer: torch.optim.Optimizer,
-                  step: int, digest: str, history: list[dict[str, Any]],
-                  seconds: float) -> None:
-    buffer = io.BytesIO()
-    torch.save({"format": PARTIAL_FORMAT, "digest": digest, "step": step,
-                "state_dict": supernet.state_dict(), "optimizer": optimizer.state_dict(),
-                "history": history, "seconds": seconds}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def _load_partial(path: Path, digest: str) -> Optional[dict[str, Any]]:
     """The checkpoint at ``path`` when it belongs to this training; None otherwise (a
     checkpoint of other settings or an unreadable one is trained over, with a warning)."""
@@ -138,84 +128,120 @@ def _epoch_batches(train: Split, settings: SupernetSettings, epoch: int,
             yield batch
 
 
+class _Run:
+    """The state of one supernet training: what a checkpoint holds and restores."""
+
+    def __init__(self, supernet: Supernet, settings: SupernetSettings, steps_per_epoch: int,
+                 digest: str) -> None:
+        self.supernet, self.settings, self.digest = supernet, settings, digest
+        self.config = settings.train_config()
+        self.steps_per_epoch = steps_per_epoch
+        self.total = settings.epochs * steps_per_epoch
+        self.optimizer = _optimizer(supernet, self.config)
+        self.step, self.history, self.seconds = 0, [], 0.0
+        self.sums = [0.0, 0.0, 0]  # this epoch's loss, distillation loss, steps
+
+    def state(self) -> dict[str, Any]:
+        return {"format": PARTIAL_FORMAT, "digest": self.digest, "step": self.step,
+                "state_dict": self.supernet.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "history": self.history,
+                "sums": self.sums, "seconds": self.seconds}
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(payload["state_dict"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.step, self.history = int(payload["step"]), list(payload["history"])
+        self.sums, self.seconds = list(payload["sums"]), float(payload["seconds"])
+
+    def save(self, path: Path) -> None:
+        buffer = io.BytesIO()
+        torch.save(self.state(), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor,
+                   normalization: Normalization, device: torch.device) -> tuple[float, float]:
+        """One sandwich step on one batch; returns (teacher's loss, distillation loss)."""
+        seed = _step_seed(self.settings.seed, self.step)
+        torch.manual_seed(seed)  # dropout and drop-connect of this step
+        if self.settings.augment:
+            images = augment(images, generator=torch.Generator().manual_seed(seed))
+        inputs = preprocess(images.to(device), self.settings.resolution, normalization,
+                            channels_last=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.step, self.total, self.config, self.steps_per_epoch)
+        self.optimizer.zero_grad(set_to_none=True)
+        genomes = sandwich(self.supernet, self.step, self.settings.seed,
+                           self.settings.random_subnets)
+        loss, distill = _train_step(self.supernet, inputs, labels.to(device), genomes,
+                                    self.settings.label_smoothing)
+        if not (math.isfinite(loss) and math.isfinite(distill)):
+            raise SupernetError(f"supernet training diverged at step {self.step + 1} (loss "
+                                f"{loss}); lower the learning rate (--lr)")
+        self.optimizer.step()
+        self.step += 1
+        self.sums = [self.sums[0] + loss, self.sums[1] + distill, self.sums[2] + 1]
+        if self.step % self.steps_per_epoch == 0:
+            count = self.sums[2]
+            self.history.append({"epoch": self.step // self.steps_per_epoch,
+                                 "loss": round(self.sums[0] / count, 5),
+                                 "distill_loss": round(self.sums[1] / count, 5)})
+            self.sums = [0.0, 0.0, 0]
+        return loss, distill
+
+
 def train_supernet(supernet: Supernet, train: Split, normalization: Normalization,
                    settings: SupernetSettings, *, digest: str, checkpoint: Optional[Path],
                    checkpoint_seconds: float = 60.0, device: torch.device,
                    quiet: bool = True,
                    on_step: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
     """Train ``supernet`` in place; returns a summary (steps, seconds, images per second,
-    last losses). With ``checkpoint`` a path, the state is written there atomically every
-    ``checkpoint_seconds`` and a checkpoint of the same ``digest`` found there is
-    resumed. ``on_step(step)`` runs after each completed step (tests interrupt with it)."""
-    config = settings.train_config()
+    mean losses per epoch). With ``checkpoint`` a path, the state is written there
+    atomically every ``checkpoint_seconds`` and at the end, and a checkpoint of the same
+    ``digest`` found there is resumed. ``on_step(step)`` runs after each completed step
+    (tests interrupt with it). The progress bar shows only on a terminal."""
     steps_per_epoch = len(train) // settings.batch_size
     if steps_per_epoch < 1:
         raise SupernetError(f"{len(train)} training images are fewer than one batch "
                             f"({settings.batch_size})")
-    total = settings.epochs * steps_per_epoch
     supernet.to(device=device, memory_format=torch.channels_last)
-    optimizer = _optimizer(supernet, config)
+    run = _Run(supernet, settings, steps_per_epoch, digest)
     resumed = _load_partial(checkpoint, digest) if checkpoint is not None else None
-    start, history, seconds_before = 0, [], 0.0
     if resumed is not None:
-        supernet.load_state_dict(resumed["state_dict"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        start, history = int(resumed["step"]), list(resumed["history"])
-        seconds_before = float(resumed["seconds"])
-        log.info("supernet training resumes at step %d of %d", start, total)
+        run.restore(resumed)
+        log.info("supernet training resumes at step %d of %d", run.step, run.total)
     else:
         torch.nn.init.zeros_(supernet.net.classifier.weight)  # as nas.train starts a proxy
         torch.nn.init.zeros_(supernet.net.classifier.bias)
+    start, seconds_before = run.step, run.seconds
     supernet.train()
-    started = time.perf_counter()
-    saved_at = started
-    progress = tqdm(total=total, initial=start, desc="supernet", unit="step", disable=quiet,
-                    leave=False, dynamic_ncols=True)
+    started = saved_at = time.perf_counter()
+    progress = tqdm(total=run.total, initial=start, desc="supernet", unit="step",
+                    disable=True if quiet else None, leave=False, dynamic_ncols=True)
     loader: Optional[Iterator] = None
-    images_seen = 0
     try:
-        for step in range(start, total):
+        while run.step < run.total:
             check_stop()
-            epoch, within = divmod(step, steps_per_epoch)
+            epoch, within = divmod(run.step, steps_per_epoch)
             if loader is None or within == 0:
                 loader = _epoch_batches(train, settings, epoch, within)
-            images, labels = next(loader)
-            seed = _step_seed(settings.seed, step)
-            torch.manual_seed(seed)  # dropout and drop-connect of this step
-            if settings.augment:
-                images = augment(images, generator=torch.Generator().manual_seed(seed))
-            inputs = preprocess(images.to(device), settings.resolution, normalization,
-                                channels_last=True)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total, config, steps_per_epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss, distill = _train_step(supernet, inputs, labels.to(device),
-                                        sandwich(supernet, step, settings.seed,
-                                                 settings.random_subnets),
-                                        settings.label_smoothing)
-            if not (math.isfinite(loss) and math.isfinite(distill)):
-                raise SupernetError(f"supernet training diverged at step {step + 1} (loss "
-                                    f"{loss}); lower the learning rate (--lr)")
-            optimizer.step()
-            images_seen += len(labels)
+            loss, distill = run.train_step(*next(loader), normalization, device)
             elapsed = time.perf_counter() - started
-            if within + 1 == steps_per_epoch:
-                history.append({"epoch": epoch + 1, "loss": round(loss, 5),
-                                "distill_loss": round(distill, 5)})
+            run.seconds = seconds_before + elapsed
             progress.update(1)
+            images_per_second = (run.step - start) * settings.batch_size / max(elapsed, 1e-9)
             progress.set_postfix(loss=f"{loss:.3f}", kd=f"{distill:.3f}",
-                                 img_s=f"{images_seen / max(elapsed, 1e-9):.0f}", refresh=False)
-            if checkpoint is not None and (step + 1 == total or
+                                 img_s=f"{images_per_second:.0f}", refresh=False)
+            if checkpoint is not None and (run.step == run.total or
                                            time.perf_counter() - saved_at >= checkpoint_seconds):
-                _save_partial(checkpoint, supernet, optimizer, step + 1, digest, history,
-                              seconds_before + elapsed)
+                run.save(checkpoint)
                 saved_at = time.perf_counter()
             if on_step is not None:
-                on_step(step + 1)
+                on_step(run.step)
     finally:
         progress.close()
-    seconds = time.perf_counter() - started
-    return {"steps": total, "epochs": settings.epochs, "train_images": len(train),
-            "seconds": round(seconds_before + seconds, 3),
-            "images_per_second": round(images_seen / max(seconds, 1e-9), 1),
-            "resumed_at_step": start, "history": history}
+    elapsed = time.perf_counter() - started
+    return {"steps": run.total, "epochs": settings.epochs, "train_images": len(train),
+            "seconds": round(run.seconds, 3),
+            "images_per_second": round((run.total - start) * settings.batch_size
+                                       / max(elapsed, 1e-9), 1),
+            "resumed_at_step": start, "history": run.history}
