@@ -75,7 +75,8 @@ class SearchConfig(Settings):
         low=0, high=1, high_open=True, metavar="F", group=_TARGET)
     evaluator: str = setting(
         "proxy-train", f"one of {', '.join(EVALUATORS)} (default proxy-train)",
-        choices=EVALUATORS, cli_choices=False, metavar="NAME", group=_EVALUATION)
+        choices=EVALUATORS, cli_choices=False, noun="evaluator", metavar="NAME",
+        group=_EVALUATION)
     dataset: str = setting("fashion-mnist", "fashion-mnist (default), cifar10, cifar100 or "
                            "imagefolder", group=_EVALUATION)
     data_dir: Optional[str] = setting(

@@ -51,18 +51,21 @@ class SettingError(UsageError):
 def setting(default: Any = _MISSING, help: str = "", *, low: Any = None, high: Any = None,
             low_open: bool = False, high_open: bool = False,
             choices: Optional[Sequence[Any]] = None, cli_choices: bool = True,
+            noun: Optional[str] = None,
             flags: Optional[Sequence[str]] = None, metavar: Optional[str] = None,
             parse: Any = None, group: Optional[str] = None, cli: bool = True) -> Any:
     """A dataclass field with what a command line and a check need.
 
     ``low``/``high`` bound the value (inclusive unless ``low_open``/``high_open``);
     ``choices`` lists its values (given to argparse too unless ``cli_choices`` is false,
-    then only checked). ``flags`` replace the option strings made from the name,
+    then only checked, and a value outside them is an "unknown ``noun``" where given).
+    ``flags`` replace the option strings made from the name,
     ``parse`` the argparse ``type`` taken from the annotation; ``group`` is the title of
     the help section; ``cli=False`` keeps a field off the command line."""
     metadata = {"help": help, "low": low, "high": high, "low_open": low_open,
                 "high_open": high_open, "choices": None if choices is None else tuple(choices),
-                "cli_choices": cli_choices, "flags": None if flags is None else tuple(flags),
+                "cli_choices": cli_choices, "noun": noun,
+                "flags": None if flags is None else tuple(flags),
                 "metavar": metavar, "parse": parse, "group": group, "cli": cli}
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -72,6 +75,9 @@ def _bounds_error(name: str, value: Any, meta: Mapping[str, Any]) -> Optional[Se
     low, high = meta.get("low"), meta.get("high")
     choices = meta.get("choices")
     shown = repr(value) if isinstance(value, str) else value
+    if choices is not None and value not in choices and meta.get("noun"):
+        return SettingError(f"unknown {meta['noun']} {{shown}}; choose one of "
+                            f"{', '.join(map(str, choices))}", shown=shown)
     if choices is not None and value not in choices:
         return SettingError(f"{{{name}}} {{shown}} must be one of {', '.join(map(str, choices))}",
                             shown=shown)
@@ -85,7 +91,8 @@ def _bounds_error(name: str, value: Any, meta: Mapping[str, Any]) -> Optional[Se
     if ok:
         return None
     if high is None:
-        rule = "must be positive" if low == 0 and meta.get("low_open") else f"must be at least {low}"
+        rule = ("must be positive" if low == 0 and meta.get("low_open")
+                else f"must be at least {low}")
     elif low is None:
         rule = f"must be at most {high}"
     else:

@@ -29,6 +29,9 @@ Proxy training runs at --proxy-resolution (32 px) on a validation split of the t
 set; the test set is never used. Running the same command again resumes the study.
 """
 
+# The flag of a setting that no generated option carries, for the errors that name it.
+_FLAGS = {"target": "--target-flops"}
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -79,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         raise UsageError(f"--jobs {args.jobs}: this machine runs at most {most} worker(s) "
                          f"side by side ({why}); use --jobs {most} or start workers on other "
                          "machines")
-    with usage_errors(SearchConfig):
+    with usage_errors(SearchConfig, flags=_FLAGS):
         return from_args(SearchConfig, args, **given)
 
 
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from ..search import run_search  # Optuna and torch: after the flags are checked
 
     config = config_from_args(args)
-    with usage_errors(SearchConfig):
+    with usage_errors(SearchConfig, flags=_FLAGS):
         result = run_search(config, jobs=args.jobs)
     print_summary(result, config)
     return exit_code() if result.interrupted else 0

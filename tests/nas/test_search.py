@@ -59,10 +59,9 @@ def test_zero_cost_search_writes_best_trials_and_attributes(tmp_path, capsys):
     rows = list(csv.DictReader(open(tmp_path / "s" / "trials.csv")))
     assert len(rows) == len(trials)
     # the dashboard note of every evaluated trial holds its per-stage table
-    from optuna_dashboard._note import get_note_from_system_attrs
-    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    from nas.trial_notes import read_trial_note
     for trial in complete:
-        note = get_note_from_system_attrs(system_attrs, trial._trial_id)["body"]
+        note = read_trial_note(study, trial)
         assert "MBConv" in note or "SepConv" in note
 
 
@@ -128,6 +127,8 @@ def test_duplicate_genome_is_reused_not_evaluated_again(tmp_path):
                      ("se_ratio = [0, 0.25]", "se_ratio = [0.25]"),
                      ("layers_delta = [-1, 0, 1]", "layers_delta = [0]"),
                      ("width_multiplier = [0.75, 1.0, 1.25]", "width_multiplier = [1.0]"),
+                     ('conv_op = ["mbconv", "fused"]', 'conv_op = ["mbconv"]'),
+                     ('skip_op = ["identity", "none"]', 'skip_op = ["identity"]'),
                      *((f"out_channels = {c}\n", f"out_channels = {c}\nkernel_size = [3, 5]\n")
                        for c in (16, 24, 40))):
         assert old in text
@@ -291,3 +292,15 @@ def test_bad_search_input_exits_2_and_leaves_the_study(finished_study, extra, me
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "secret" not in result.stderr and "Traceback" not in result.stderr
     assert snapshot(finished_study) == before
+
+
+def test_outside_a_terminal_progress_is_one_line_per_trial(tmp_path, capsys):
+    # capsys's stderr is not a terminal, as a log file or CI is not.
+    assert main(["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "log",
+                 "--evaluator", "naswot", "--proxy-subset", "256", "--cost-window", "0",
+                 "--n-trials", "4"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = [line for line in err.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 4, err
+    assert lines[-1].startswith("trial 3 complete: 4/4 trials, best_reward ")
