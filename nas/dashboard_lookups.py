@@ -23,6 +23,8 @@ import threading
 from collections import defaultdict
 from typing import Any, Callable
 
+from .storage import trial_id
+
 __all__ = ["index_trial_lookups"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def _indexed(serialize: Callable[..., dict[str, Any]]) -> Callable[..., dict[str
         if attrs is not study_system_attrs:
             grouped = _by_trial(study_system_attrs)
             last[0] = (study_system_attrs, grouped)
-        return serialize(study_id, trial, grouped.get(trial._trial_id, {}))
+        return serialize(study_id, trial, grouped.get(trial_id(trial), {}))
 
     serialize_frozen_trial.nas_indexed = True
     return serialize_frozen_trial

@@ -21,16 +21,15 @@ from dataclasses import dataclass
 from typing import Optional
 
 import optuna
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from .storage import count_trials_with_user_attrs, trials_without_user_attr, with_trial_cache
+from .storage import (count_trials_with_user_attrs, storage_of, study_id, trials_without_user_attr,
+                      without_trials_marked)
+from .trial import PRESCREEN_SCORE, SCREENED, TrialRecord
 
 __all__ = ["SCREENED", "PRESCREEN_SCORE", "ScreenedCount", "evaluated_trials",
            "count_screened", "hide_screened"]
-
-SCREENED = "screened"  # user attribute: why the genome was not evaluated
-PRESCREEN_SCORE = "prescreen_score"  # user attribute: its zero-cost score, when it had one
 
 
 @dataclass(frozen=True)
@@ -50,24 +49,24 @@ def evaluated_trials(study: optuna.Study, *,
                      states: Optional[tuple[TrialState, ...]] = None) -> list[FrozenTrial]:
     """The study's trials but the screened ones, in trial order (all that were evaluated
     or are being evaluated, pruned, failed and waiting ones included)."""
-    storage = study._storage
-    trials = trials_without_user_attr(storage, study._study_id, SCREENED, states=states)
+    storage, ident = storage_of(study), study_id(study)
+    trials = trials_without_user_attr(storage, ident, SCREENED, states=states)
     if trials is None:
-        trials = [t for t in storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+        trials = [t for t in storage.get_all_trials(ident, deepcopy=False, states=states)
                   if SCREENED not in t.user_attrs]
     return trials
 
 
 def count_screened(study: optuna.Study) -> ScreenedCount:
     """How many trials the search screened, without reading them on an RDB storage."""
-    storage, study_id = study._storage, study._study_id
-    screened = count_trials_with_user_attrs(storage, study_id, (SCREENED,))
+    storage, ident = storage_of(study), study_id(study)
+    screened = count_trials_with_user_attrs(storage, ident, (SCREENED,))
     if screened is None:
-        marked = [t for t in storage.get_all_trials(study_id, deepcopy=False)
+        marked = [TrialRecord(t) for t in storage.get_all_trials(ident, deepcopy=False)
                   if SCREENED in t.user_attrs]
-        prescreened = sum(PRESCREEN_SCORE in t.user_attrs for t in marked)
+        prescreened = sum(r.state == "prescreened" for r in marked)
         return ScreenedCount(window=len(marked) - prescreened, prescreened=prescreened)
-    prescreened = count_trials_with_user_attrs(storage, study_id, (SCREENED, PRESCREEN_SCORE))
+    prescreened = count_trials_with_user_attrs(storage, ident, (SCREENED, PRESCREEN_SCORE))
     return ScreenedCount(window=screened - prescreened, prescreened=prescreened)
 
 
@@ -76,30 +75,6 @@ def hide_screened(storage: BaseStorage) -> BaseStorage:
     optuna-dashboard: it reads every trial of a study through that method (its trial list,
     plots and incremental ``?after=`` refreshes, and the importances it computes on an
     ``optuna.Study`` of the view) and serialises each with its 35 parameter distributions.
-
-    An RDB storage is read through Optuna's trial cache (:func:`with_trial_cache`), filled
-    by one query that leaves screened trials out: the dashboard's refresh every few seconds
-    then reads only new trials, and its concurrent requests read the study once. Hand over
+    An RDB storage never loads them (:func:`nas.storage.without_trials_marked`). Hand over
     a storage opened for the dashboard alone: this changes the object itself."""
-    if isinstance(storage, RDBStorage):
-        rdb = storage
-
-        def _get_trials(study_id: int, states, included_trial_ids: set[int],
-                        trial_id_greater_than: int) -> list[FrozenTrial]:
-            # The cache refreshes its unfinished trials by id: those screened since are
-            # read too, and left out below.
-            return trials_without_user_attr(
-                rdb, study_id, SCREENED, states=states, after_trial_id=trial_id_greater_than,
-                trial_ids=frozenset(included_trial_ids))
-
-        rdb._get_trials = _get_trials  # what the cache reads through
-        storage = with_trial_cache(rdb)
-    read_all = storage.get_all_trials
-
-    def get_all_trials(study_id: int, deepcopy: bool = True,
-                       states: Optional[tuple[TrialState, ...]] = None) -> list[FrozenTrial]:
-        return [t for t in read_all(study_id, deepcopy=deepcopy, states=states)
-                if SCREENED not in t.user_attrs]
-
-    storage.get_all_trials = get_all_trials  # this instance only
-    return storage
+    return without_trials_marked(storage, SCREENED)

@@ -26,9 +26,9 @@ from .common import format_count
 from .diagram import genome_svg
 from .outputs import make_folders
 from .run import RunFolder
-from .storage import storage_of, trial_id
+from .storage import storage_of, study_system_attrs, trial_id
 
-__all__ = ["trial_note", "write_trial_note", "stage_rows", "STAGE_HEADERS",
+__all__ = ["trial_note", "write_trial_note", "read_trial_note", "stage_rows", "STAGE_HEADERS",
            "attach_trial_artifacts", "artifact_store_for"]
 
 
@@ -121,3 +121,10 @@ def write_trial_note(trial: optuna.Trial, genome: Genome, cost: Cost, *,
 
     save_note(trial, trial_note(genome, cost, accuracy=accuracy, reward=reward,
                                 resolution=resolution))
+
+
+def read_trial_note(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """The note optuna-dashboard shows for ``trial`` (``""`` if it has none)."""
+    from optuna_dashboard._note import get_note_from_system_attrs  # its reader, kept private
+
+    return get_note_from_system_attrs(study_system_attrs(study), trial_id(trial))["body"]

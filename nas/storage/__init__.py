@@ -27,8 +27,9 @@ of the program needs: nothing outside this package touches one).
 """
 
 from ..redact import mask_url
-from .adapter import (count_trials_with_user_attrs, is_requeued_copy, storage_of, study_id,
-                      study_names, trial_id, trials_without_user_attr, with_trial_cache)
+from .adapter import (count_trials_with_user_attrs, is_requeued_copy, stale_trial_ids,
+                      storage_of, study_id, study_names, study_system_attrs, trial_id, trials_without_user_attr, with_trial_cache,
+                      without_trials_marked)
 from .base import (GRACE_PERIOD_S, HEARTBEAT_ATTR, HEARTBEAT_INTERVAL_S, MAX_RETRY, STALE_ATTR,
                    StorageError, heartbeat_settings, worker_id)
 from .heartbeat import (HeartbeatJournalStorage, HeartbeatRDBStorage, fail_dead_local_workers,
@@ -39,5 +40,5 @@ __all__ = ["StorageError", "mask_url", "open_storage", "worker_id", "fail_dead_l
            "fail_stale_trials", "wait_for_running_trials", "requeue", "heartbeat_settings",
            "HeartbeatJournalStorage", "HeartbeatRDBStorage", "HEARTBEAT_INTERVAL_S",
            "GRACE_PERIOD_S", "MAX_RETRY", "HEARTBEAT_ATTR", "STALE_ATTR", "storage_of",
-           "study_id", "trial_id", "is_requeued_copy", "study_names", "trials_without_user_attr",
-           "with_trial_cache", "count_trials_with_user_attrs"]
+           "study_id", "trial_id", "study_system_attrs", "stale_trial_ids", "is_requeued_copy", "study_names", "trials_without_user_attr",
+           "with_trial_cache", "count_trials_with_user_attrs", "without_trials_marked"]

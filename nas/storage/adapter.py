@@ -9,13 +9,16 @@ from typing import Optional
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from ..redact import mask_url
 from .base import StorageError
 
-__all__ = ["storage_of", "study_id", "trial_id", "is_requeued_copy", "study_names",
-           "trials_without_user_attr", "with_trial_cache", "count_trials_with_user_attrs"]
+__all__ = ["storage_of", "study_id", "trial_id", "study_system_attrs", "stale_trial_ids",
+           "is_requeued_copy", "study_names",
+           "trials_without_user_attr", "with_trial_cache", "count_trials_with_user_attrs",
+           "without_trials_marked"]
 
 
 def _rdb_of(storage: BaseStorage) -> Optional[RDBStorage]:
@@ -113,6 +116,21 @@ def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
+def study_system_attrs(study: optuna.Study) -> dict:
+    """The study's system attributes (where optuna-dashboard keeps trial notes)."""
+    return study._storage.get_study_system_attrs(study._study_id)
+
+
+def stale_trial_ids(study: optuna.Study) -> list[int]:
+    """The storage ids of the running trials whose heartbeat is older than the grace
+    period, marked stale on the way (:class:`nas.storage.HeartbeatRDBStorage`); ``[]`` for
+    a storage without a heartbeat."""
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        return []
+    return storage._get_stale_trial_ids(study._study_id)
+
+
 def is_requeued_copy(study: optuna.Study, trial: optuna.Trial) -> bool:
     """Whether ``trial`` is the re-queued copy of a trial whose worker died (:func:`requeue`)."""
     return "failed_trial" in study._storage.get_trial_system_attrs(trial._trial_id)
@@ -126,3 +144,35 @@ def study_names(storage: BaseStorage, url: str) -> list[str]:
         text = str(error).strip()
         reason = text.splitlines()[0] if text else type(error).__name__
         raise StorageError(f"cannot read studies from {mask_url(url)}: {mask_url(reason)}") from None
+
+
+def without_trials_marked(storage: BaseStorage, key: str) -> BaseStorage:
+    """``storage`` changed so that its ``get_all_trials`` leaves out the trials carrying
+    the user attribute ``key`` (for a reader that lists trials, such as optuna-dashboard).
+
+    An RDB storage is read through Optuna's trial cache (:func:`with_trial_cache`), filled
+    by one query that leaves those trials out: a reader refreshing every few seconds then
+    reads only new trials, and its concurrent requests read the study once. Hand over a
+    storage opened for that reader alone: this changes the object itself."""
+    if isinstance(storage, RDBStorage):
+        rdb = storage
+
+        def _get_trials(study_id: int, states, included_trial_ids: set[int],
+                        trial_id_greater_than: int) -> list[FrozenTrial]:
+            # The cache refreshes its unfinished trials by id: those marked since are
+            # read too, and left out below.
+            return trials_without_user_attr(
+                rdb, study_id, key, states=states, after_trial_id=trial_id_greater_than,
+                trial_ids=frozenset(included_trial_ids))
+
+        rdb._get_trials = _get_trials  # what the cache reads through
+        storage = with_trial_cache(rdb)
+    read_all = storage.get_all_trials
+
+    def get_all_trials(study_id: int, deepcopy: bool = True,
+                       states: Optional[tuple[TrialState, ...]] = None) -> list[FrozenTrial]:
+        return [t for t in read_all(study_id, deepcopy=deepcopy, states=states)
+                if key not in t.user_attrs]
+
+    storage.get_all_trials = get_all_trials  # this instance only
+    return storage

@@ -22,6 +22,7 @@ from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
 from ..signals import stop_requested
+from .adapter import stale_trial_ids, storage_of
 from .base import HEARTBEAT_ATTR, HEARTBEAT_INTERVAL_S, MAX_RETRY, STALE_ATTR
 
 __all__ = ["requeue", "HeartbeatRDBStorage", "HeartbeatJournalStorage", "fail_stale_trials",
@@ -119,13 +120,10 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     """Fail and re-queue the running trials whose heartbeat is older than the grace period,
     on any machine. Optuna does this before each trial it starts; this is for the moments
     when no trial is starting. Returns the numbers of the trials failed here."""
-    storage = study._storage
-    if not is_heartbeat_enabled(storage):
-        return []
     failed = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):
+    for trial_id in stale_trial_ids(study):
         if _fail(study, trial_id):
-            failed.append(storage.get_trial(trial_id).number)
+            failed.append(storage_of(study).get_trial(trial_id).number)
     return failed
 
 

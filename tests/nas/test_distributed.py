@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from nas.storage import (HEARTBEAT_ATTR, HeartbeatJournalStorage, StorageError,
                          fail_stale_trials, heartbeat_settings, mask_url, open_storage,
-                         wait_for_running_trials)
+                         storage_of, study_system_attrs, wait_for_running_trials)
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL, GRACE = 1, 3
@@ -118,7 +118,7 @@ def everything_written(runs: Path, results, study: optuna.Study) -> str:
     for path in runs.rglob("*"):
         if path.is_file():
             parts.append(path.read_bytes().decode("utf-8", "replace"))
-    system_attrs = study._storage.get_study_system_attrs(study._study_id)
+    system_attrs = study_system_attrs(study)
     parts.append(json.dumps([study.user_attrs, system_attrs], default=str))
     for trial in study.get_trials(deepcopy=False):
         parts.append(json.dumps([trial.user_attrs, trial.system_attrs], default=str))
@@ -303,7 +303,7 @@ def test_live_trial_keeps_beating_and_dead_one_is_requeued(kind, request, tmp_pa
     assert trials[1].user_attrs == {}
     assert HEARTBEAT_ATTR not in trials[1].system_attrs
     if kind == "journal":
-        assert isinstance(study._storage, HeartbeatJournalStorage)
+        assert isinstance(storage_of(study), HeartbeatJournalStorage)
         assert HEARTBEAT_ATTR in trials[0].system_attrs
     # Nothing is running now: waiting returns at once.
     assert wait_for_running_trials(study) == []
@@ -317,7 +317,7 @@ def test_dead_trial_holds_its_budget_share_until_its_copy_is_queued(kind, tmp_pa
     that saw the budget free would start a new genome and leave the copy unrun (seen with
     four workers on PostgreSQL). The stale mark keeps the share taken in that window."""
     from nas.search import budget_used
-    from nas.storage import STALE_ATTR, requeue
+    from nas.storage import STALE_ATTR, requeue, stale_trial_ids, trial_id
 
     url = (f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite"
            else f"journal:{tmp_path / 'study.journal'}")
@@ -329,15 +329,15 @@ def test_dead_trial_holds_its_budget_share_until_its_copy_is_queued(kind, tmp_pa
     study.tell(interrupted, state=TrialState.FAIL)
     dead = study.ask()
     dead.suggest_int("x", 0, 9)
-    storage = study._storage
+    storage, dead_id = storage_of(study), trial_id(dead)
     if kind == "sqlite":
-        storage.record_heartbeat(dead._trial_id)  # RDB storages judge by the beat table
+        storage.record_heartbeat(dead_id)  # RDB storages judge by the beat table
     time.sleep(GRACE + 1.5)  # SQLite's clock has whole seconds
-    assert storage._get_stale_trial_ids(study._study_id) == [dead._trial_id]
-    assert storage.get_trial(dead._trial_id).system_attrs[STALE_ATTR] is True
-    assert storage.set_trial_state_values(dead._trial_id, TrialState.FAIL)
+    assert stale_trial_ids(study) == [dead_id]
+    assert storage.get_trial(dead_id).system_attrs[STALE_ATTR] is True
+    assert storage.set_trial_state_values(dead_id, TrialState.FAIL)
     assert budget_used(study.get_trials()) == 2  # the window: the dead trial keeps its share
-    requeue(study, storage.get_trial(dead._trial_id))
+    requeue(study, storage.get_trial(dead_id))
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL,
                                          TrialState.WAITING]

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from nas.run import locate_study, open_study
 from nas.report import collect, render_html
 from nas.search import SearchConfig, budget_used, run_search
+from nas.storage import study_id, study_system_attrs
 from nas.study_view import ScreenedCount, count_screened, evaluated_trials
 from space import SearchSpace, cost
 
@@ -180,13 +181,13 @@ def test_indexed_trial_lookups_serialise_every_trial_as_optuna_dashboard_does(re
 
     run_dir, _, _ = resumed
     study = open_study(locate_study(run_dir=run_dir))
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = study_system_attrs(study)
     assert any(key.endswith(":note_ver") for key in attrs)  # the evaluated trial's note
     original = getattr(_serializer.serialize_frozen_trial, "__wrapped__",
                        _serializer.serialize_frozen_trial)
     indexed = _indexed(original)
     for trial in study.get_trials(deepcopy=False):
-        assert indexed(study._study_id, trial, attrs) == original(study._study_id, trial, attrs)
+        assert indexed(study_id(study), trial, attrs) == original(study_id(study), trial, attrs)
 
 
 @pytest.mark.parametrize("kind", ["journal", "postgresql"])
@@ -206,7 +207,7 @@ def test_view_on_a_journal_and_on_postgresql(kind, tmp_path, request):
     assert [t.number for t in evaluated_trials(study)] == [3]
     assert count_screened(study) == ScreenedCount(window=2, prescreened=1)
     view = hide_screened(open_storage(url, read_only=True))
-    assert [t.number for t in view.get_all_trials(study._study_id)] == [3]
+    assert [t.number for t in view.get_all_trials(study_id(study))] == [3]
 
 
 def test_dashboard_view_drops_a_trial_screened_after_it_was_read_running(tmp_path):
@@ -221,9 +222,9 @@ def test_dashboard_view_drops_a_trial_screened_after_it_was_read_running(tmp_pat
     study.tell(done, 1.0)
     running = study.ask()
     view = hide_screened(open_storage(url, read_only=True))
-    assert [t.state for t in view.get_all_trials(study._study_id)] == [TrialState.COMPLETE,
+    assert [t.state for t in view.get_all_trials(study_id(study))] == [TrialState.COMPLETE,
                                                                       TrialState.RUNNING]
     running.set_user_attr("screened", "outside the target window")
     study.tell(running, state=TrialState.PRUNED)
     later = study.ask()
-    assert [t.number for t in view.get_all_trials(study._study_id)] == [done.number, later.number]
+    assert [t.number for t in view.get_all_trials(study_id(study))] == [done.number, later.number]
