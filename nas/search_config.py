@@ -1,7 +1,7 @@
 """What a search is asked to do: :class:`SearchConfig`, its defaults, bounds and help
 (which ``nas search`` turns into its options), and the study identity it implies.
 
-Importable without torch or Optuna: ``nas search`` checks its flags before either loads.
+Importable without torch: ``nas search`` checks its flags before torch loads.
 """
 
 from __future__ import annotations
