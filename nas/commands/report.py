@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..common import UsageError, check_writable_dir
-from ..run import locate_study
+from ..run import RunFolder, locate_study
 from ..outputs import check_target
 from ..report import collect, write_report
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if out.is_dir() or out.suffix.lower() not in (".html", ".htm"):
             raise UsageError(f"--out {args.out!r} must be an .html file name")
     elif location.run_dir is not None:
-        out = location.run_dir / "report.html"
+        out = RunFolder(location.run_dir).report_html
     else:
         raise UsageError("this storage is not a run folder; say where the page goes with "
                          "--out FILE.html")

@@ -9,6 +9,7 @@ from space import Genome
 from ..common import UsageError, format_count, parse_count
 from ..memory import max_jobs
 from ..reward import REWARD_PRESETS
+from ..run import RunFolder
 from ..search_config import DEFAULT_TIMEOUT, SearchConfig
 from ..settings import add_options, from_args, usage_errors
 from ..signals import exit_code
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_summary(result, config: SearchConfig) -> None:
     """What ``result`` (a :class:`nas.search.SearchResult`) found."""
-    counts = result.counts
+    counts, files = result.counts, RunFolder(result.run_dir)
     prescreened = (f", {counts['prescreened']} in it by their {config.active_prescreen} score"
                    if config.active_prescreen else "")
     print(f"\nstudy {result.study_name}: {counts['complete'] + counts['reused']} complete "
@@ -146,13 +147,12 @@ def print_summary(result, config: SearchConfig) -> None:
         from ..latency.use import measured_table
 
         print(f"\nlatency of the best trials, measured whole here "
-              f"({result.run_dir / 'latency.json'}):\n{measured_table(result.latency_measured)}")
+              f"({files.latency_json}):\n{measured_table(result.latency_measured)}")
     if result.pareto:
         print(f"\nPareto front ({len(result.pareto)} trials, accuracy vs {unit}):")
         for trial in result.pareto:
             print(f"  trial {trial.number:4d}  {format_count(trial.user_attrs['cost']):>8}  "
                   f"accuracy {trial.user_attrs['accuracy']:.4f}")
-        print(f"written: {result.run_dir / 'pareto.json'}")
-    best_path = result.run_dir / "best.json"
-    print(f"\nwritten: {best_path}, {result.run_dir / 'trials.csv'}")
-    print(f"next: nas scale --genome {best_path} --phi 0..7")
+        print(f"written: {files.pareto_json}")
+    print(f"\nwritten: {files.best_json}, {files.trials_csv}")
+    print(f"next: nas scale --genome {files.best_json} --phi 0..7")

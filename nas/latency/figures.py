@@ -10,6 +10,8 @@ from typing import Any, Optional
 
 from space import Genome, NasError, units
 
+from ..run import RunFolder
+
 __all__ = ["latency_figure"]
 
 
@@ -49,7 +51,7 @@ def latency_figure(run_dir: Optional[Path], settings: dict[str, Any]):
     table = _read(Path(settings.get("latency_table_path", ""))) if settings.get(
         "latency_table_path") else None
     fitted = _fit_points(table) if table else []
-    measured = _read(run_dir / "latency.json") if run_dir else None
+    measured = _read(RunFolder(run_dir).latency_json) if run_dir else None
     trials = [(1e3 * row["measured_s"], 1e3 * row["predicted_s"], f"trial {row['trial']}")
               for row in (measured or {}).get("trials", [])
               if isinstance(row, dict) and {"measured_s", "predicted_s", "trial"} <= set(row)]

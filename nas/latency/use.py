@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 from space import Genome, SearchSpace, SpaceError
 
 from ..common import UsageError, atomic_write_json, format_count, format_table
+from ..run import RunFolder
 from .build import Network, measure_networks, measure_units
 from .measure import TimingSettings
 from .predict import Predictor, space_units
@@ -130,7 +131,7 @@ class SearchLatency:
                  "predicted_s": t.user_attrs["cost"], "measured_s": timing.seconds,
                  "spread": round(timing.spread, 4), "flops": t.user_attrs["flops"]}
                 for t, timing in zip(chosen, timings)]
-        atomic_write_json(run_dir / "latency.json", {
+        atomic_write_json(RunFolder(run_dir).latency_json, {
             "table": str(self.table.path), "table_digest": self.digest,
             "fingerprint": self.table.fingerprint, "resolution": self.resolution,
             "num_classes": self.num_classes, "in_channels": self.in_channels, "trials": rows})
