@@ -97,6 +97,36 @@ def block_boxes(genome: Genome, layers: nx.DiGraph) -> list[BlockBox]:
     return boxes
 
 
+def _box_svg(box: BlockBox, y: float, *, first: bool, biggest: int) -> list[str]:
+    """The SVG elements of one box at height ``y``: link from the box above, the box,
+    its multiply-add bar, label, shape and count, and its residual arc."""
+    colour = (_STAGE_COLOURS[(box.stage - 1) % len(_STAGE_COLOURS)] if box.stage
+              else _FIXED_COLOUR)
+    parts = []
+    if not first:
+        parts.append(f'<line x1="{_LEFT + _BOX_WIDTH / 2}" y1="{y - _GAP}" '
+                     f'x2="{_LEFT + _BOX_WIDTH / 2}" y2="{y}" stroke="#555"/>')
+    parts.append(f'<rect x="{_LEFT}" y="{y}" width="{_BOX_WIDTH}" height="{_BOX_HEIGHT}" '
+                 f'rx="4" fill="{colour}" fill-opacity="0.55" stroke="#333"/>')
+    bar = round((_BOX_WIDTH - 8) * box.flops / biggest, 1)
+    if bar > 0:
+        parts.append(f'<rect x="{_LEFT + 4}" y="{y + _BOX_HEIGHT - 5}" width="{bar}" '
+                     f'height="3" fill="#222" fill-opacity="0.6"/>')
+    parts.append(f'<text x="{_LEFT + 6}" y="{y + 15}">{escape(box.label)}</text>')
+    parts.append(f'<text x="{_LEFT + _BOX_WIDTH - 6}" y="{y + 15}" text-anchor="end">'
+                 f'{_shape_text(box.out_shape)}</text>')
+    if box.flops:
+        parts.append(f'<text x="{_LEFT + _BOX_WIDTH + 26}" y="{y + 15}" fill="#444">'
+                     f'{format_count(box.flops)}</text>')
+    if box.residual:
+        # From just above the box (the block's input) round the right edge to its output.
+        right = _LEFT + _BOX_WIDTH
+        parts.append(f'<path d="M {right} {y - _GAP / 2} C {right + 20} {y - _GAP / 2}, '
+                     f'{right + 20} {y + _BOX_HEIGHT}, {right} {y + _BOX_HEIGHT - 2}" '
+                     'fill="none" stroke="#333" stroke-dasharray="3,2"/>')
+    return parts
+
+
 def genome_svg(genome: Genome, *, resolution: Optional[int] = None, num_classes: int = 1000,
                in_channels: int = 3, title: Optional[str] = None) -> str:
     """The SVG text of ``genome``'s diagram at ``resolution`` (default: its deployment
@@ -125,31 +155,9 @@ def genome_svg(genome: Genome, *, resolution: Optional[int] = None, num_classes:
     stage_spans: dict[int, list[int]] = {}
     for index, box in enumerate(boxes):
         y = _TOP + index * (_BOX_HEIGHT + _GAP)
-        colour = (_STAGE_COLOURS[(box.stage - 1) % len(_STAGE_COLOURS)] if box.stage
-                  else _FIXED_COLOUR)
         if box.stage:
             stage_spans.setdefault(box.stage, []).append(y)
-        if index:
-            parts.append(f'<line x1="{_LEFT + _BOX_WIDTH / 2}" y1="{y - _GAP}" '
-                         f'x2="{_LEFT + _BOX_WIDTH / 2}" y2="{y}" stroke="#555"/>')
-        parts.append(f'<rect x="{_LEFT}" y="{y}" width="{_BOX_WIDTH}" height="{_BOX_HEIGHT}" '
-                     f'rx="4" fill="{colour}" fill-opacity="0.55" stroke="#333"/>')
-        bar = round((_BOX_WIDTH - 8) * box.flops / biggest, 1)
-        if bar > 0:
-            parts.append(f'<rect x="{_LEFT + 4}" y="{y + _BOX_HEIGHT - 5}" width="{bar}" '
-                         f'height="3" fill="#222" fill-opacity="0.6"/>')
-        parts.append(f'<text x="{_LEFT + 6}" y="{y + 15}">{escape(box.label)}</text>')
-        parts.append(f'<text x="{_LEFT + _BOX_WIDTH - 6}" y="{y + 15}" text-anchor="end">'
-                     f'{_shape_text(box.out_shape)}</text>')
-        if box.flops:
-            parts.append(f'<text x="{_LEFT + _BOX_WIDTH + 26}" y="{y + 15}" fill="#444">'
-                         f'{format_count(box.flops)}</text>')
-        if box.residual:
-            # From just above the box (the block's input) round the right edge to its output.
-            right = _LEFT + _BOX_WIDTH
-            parts.append(f'<path d="M {right} {y - _GAP / 2} C {right + 20} {y - _GAP / 2}, '
-                         f'{right + 20} {y + _BOX_HEIGHT}, {right} {y + _BOX_HEIGHT - 2}" '
-                         'fill="none" stroke="#333" stroke-dasharray="3,2"/>')
+        parts += _box_svg(box, y, first=index == 0, biggest=biggest)
     for stage, ys in stage_spans.items():
         top, bottom = ys[0], ys[-1] + _BOX_HEIGHT
         parts.append(f'<line x1="{_LEFT - 8}" y1="{top}" x2="{_LEFT - 8}" y2="{bottom}" '
