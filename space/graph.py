@@ -155,7 +155,9 @@ def graph(genome: Genome, resolution: Optional[int] = None, num_classes: int = 1
           in_channels: int = 3) -> nx.DiGraph:
     """One node per layer, in data-flow order, with ``op``, ``in_shape``/``out_shape``
     (C, H, W), the stage ``block`` index and the node's ``flops`` (multiply-adds),
-    ``params`` and ``activations``. Edges follow the data, residual paths included.
+    ``params`` and ``activations``; a block's kxk convolution (``.depthwise``, or
+    ``.fused`` for a Fused-MBConv block) has ``main=True``. Edges follow the data,
+    residual paths included.
 
     ``resolution`` defaults to the genome's deployment resolution.
     """

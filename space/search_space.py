@@ -11,6 +11,10 @@ skeleton.
 Choices are resolved to the distinct concrete values they produce (a width
 multiplier of 0.75 and 1.0 both give 16 channels for a 16-channel stage), so each
 Optuna parameter has no aliases and :meth:`SearchSpace.size` counts distinct genomes.
+One alias is left: the skip op of a stage none of whose blocks can hold a residual (one
+block that strides or changes width) builds the same network either way; the search's
+de-duplication sees them as one (:meth:`Genome.key` writes such a stage's skip op as the
+default), and only a deeper scaled member of that stage tells them apart.
 """
 
 from __future__ import annotations
