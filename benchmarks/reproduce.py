@@ -470,17 +470,21 @@ def search_record(out: Path) -> Optional[dict[str, Any]]:
     trial's state, cost and proxy accuracy; None without a copied study."""
     import optuna
 
-    path = out / "baseline" / "study.db"
-    if not path.is_file():
+    from nas.run import RunFolder, locate_study, open_study
+    from nas.trial import TrialRecord
+
+    folder = RunFolder(out / "baseline")
+    if not folder.study_db.is_file():
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{path}")
+    study = open_study(locate_study(run_dir=folder.path))
     trials = []
     for trial in study.trials:
-        attrs = trial.user_attrs
-        trials.append({"number": trial.number, "state": trial.state.name,
+        attrs, kind = trial.user_attrs, TrialRecord(trial).state
+        # "state" is Optuna's, as in trials.csv; "kind" the trial's state in nas.trial.
+        trials.append({"number": trial.number, "state": trial.state.name, "kind": kind,
                        "trained": bool(trial.intermediate_values) or trial.value is not None,
-                       "prescreened": "prescreen_score" in attrs and "screened" in attrs,
+                       "prescreened": kind == "prescreened",
                        "flops": attrs.get("flops"), "params": attrs.get("params"),
                        "accuracy": attrs.get("accuracy", max(
                            trial.intermediate_values.values(), default=None)),
