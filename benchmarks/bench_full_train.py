@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nas.commands.train import DEFAULTS  # noqa: E402
+from nas.full_train import DEFAULTS  # noqa: E402
 TARGET = 0.93
 
 

@@ -68,12 +68,15 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from nas.common import (UsageError, atomic_write_bytes, atomic_write_json,  # noqa: E402
-                        atomic_write_text, die_with_parent)
+                        atomic_write_text, die_with_parent, markdown_table)
 from nas.data import Split, load_dataset, proxy_resolution, take_subset  # noqa: E402
+from nas.family import CostContext, family_files, family_table, grow  # noqa: E402
+from nas.full_train import train_genome  # noqa: E402
 from nas.latency import measure_latency  # noqa: E402
-from nas.train import TrainConfig, TrainingDiverged, fit  # noqa: E402
-from scaling import family  # noqa: E402
-from space import Genome, NasError, build, cost, presets  # noqa: E402
+from nas.outputs import publish  # noqa: E402
+from nas.train import TrainConfig, TrainingDiverged  # noqa: E402
+from scaling import family, resolve_coefficients  # noqa: E402
+from space import Genome, NasError, cost, presets  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -212,25 +215,21 @@ def copy_search_run(best: Path, out: Path) -> Path:
     return folder / "best.json"
 
 
-def write_family_files(genome_spec: str, label: str, method: str, alpha: Optional[float],
+def write_family_files(genome: Genome, genome_spec: str, method: str, alpha: Optional[float],
                        max_phi: int, folder: Path, num_classes: int, in_channels: int) -> None:
-    """``nas scale`` into ``folder`` (its own parser and handler: the files a user gets)."""
+    """The files ``nas scale`` writes for this family (nas.family), and in family.txt
+    the command line that writes the same ones with the table it prints."""
     if (folder / "family.json").is_file():
         return
-    from nas.commands import scale as scale_command
-
-    parser = argparse.ArgumentParser(prog="nas")
-    scale_command.register(parser.add_subparsers())
+    coefficients = resolve_coefficients(method, alpha=alpha)
+    grown = grow(genome, range(max_phi + 1), method, coefficients,
+                 CostContext(num_classes=num_classes, in_channels=in_channels, source="given"))
     argv = ["scale", "--genome", genome_spec, "--phi", f"0..{max_phi}", "--method", method,
             "--num-classes", str(num_classes), "--in-channels", str(in_channels),
-            "--out", str(folder)]
-    if alpha is not None:
-        argv += ["--alpha", repr(alpha)]
-    args = parser.parse_args(argv)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        args.handler(args)
-    atomic_write_text(folder / "family.txt", "$ nas " + " ".join(argv) + "\n" + printed.getvalue())
+            "--out", str(folder)] + (["--alpha", repr(alpha)] if alpha is not None else [])
+    files = family_files(grown)
+    files["family.txt"] = ("$ nas " + " ".join(argv) + "\n" + family_table(grown) + "\n").encode()
+    publish({folder / name: data for name, data in files.items()})
 
 
 # -- training and measuring ----------------------------------------------------------------------
@@ -248,8 +247,6 @@ def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test:
                         in_channels=data.in_channels)
     config = TrainConfig(epochs=protocol.epochs, batch_size=protocol.batch_size,
                          resolution=resolution, seed=seed)
-    torch.manual_seed(seed)
-    model = build(job.genome, num_classes=data.num_classes, in_channels=data.in_channels)
     record: dict[str, Any] = {
         "member": job.member_id, "name": job.genome.name, "base": job.base,
         "family": job.family, "phi": job.phi, "parts": list(job.parts), "seed": seed,
@@ -260,9 +257,9 @@ def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test:
         "train_config": config.to_dict()}
     started = time.perf_counter()
     try:
-        result = fit(model, train=train, val=test, normalization=data.normalization,
-                     config=config, device=torch.device("cpu"), quiet=quiet,
-                     description=job.member_id, eval_key="test_accuracy")
+        _, result = train_genome(job.genome, data=data, train=train, scored_on=test,
+                                 config=config, device=torch.device("cpu"), quiet=quiet,
+                                 description=job.member_id, eval_key="test_accuracy")
     except TrainingDiverged as error:
         return {**record, "test_accuracy": None, "failed": str(error),
                 "seconds": round(time.perf_counter() - started, 2)}
@@ -294,11 +291,10 @@ def measure_speed(jobs: Sequence[Job], *, train: Split, data, protocol: Protocol
                                       num_classes=data.num_classes,
                                       in_channels=data.in_channels, batch_size=1, repeats=10,
                                       warmup=2)
-            torch.manual_seed(0)
-            model = build(job.genome, num_classes=data.num_classes, in_channels=data.in_channels)
-            result = fit(model, train=probe, val=empty, normalization=data.normalization,
-                         config=TrainConfig(epochs=2, batch_size=protocol.batch_size,
-                                            resolution=resolution), device=torch.device("cpu"))
+            _, result = train_genome(job.genome, data=data, train=probe, scored_on=empty,
+                                     config=TrainConfig(epochs=2, batch_size=protocol.batch_size,
+                                                        resolution=resolution),
+                                     device=torch.device("cpu"))
             samples[job.member_id]["latency"].append(1e3 * latency)
             samples[job.member_id]["train"].append(result.history[-1]["images_per_second"])
             progress.update(1)
@@ -358,12 +354,6 @@ def _percent(row: dict[str, Any]) -> str:
     if len(row["seeds"]) > 1:
         text += f" ± {50 * row['spread']:.2f} (n={len(row['seeds'])})"
     return text
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _number(value: Optional[float], spec: str) -> str:
@@ -957,9 +947,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     def current_plan() -> list[Job]:
         for base, label, method, alpha, _ in specs:
             if base in bases.genomes:
-                write_family_files(bases.specs[base], label, method, alpha, protocol.max_phi,
-                                   out / "families" / base / label, data.num_classes,
-                                   data.in_channels)
+                write_family_files(bases.genomes[base], bases.specs[base], method, alpha,
+                                   protocol.max_phi, out / "families" / base / label,
+                                   data.num_classes, data.in_channels)
         return plan(bases.genomes, specs, protocol, data.num_classes, data.in_channels)
 
     jobs = current_plan()

@@ -22,9 +22,10 @@ from .checkpoint import CheckpointError, save_checkpoint
 from .common import atomic_write_json, json_bytes
 from .data import Dataset, Split, proxy_resolution, split_train_val, take_subset
 from .signals import handle_signals
-from .train import Distributed, TrainConfig, evaluate_accuracy, fit, state_digest
+from .train import (Distributed, TrainConfig, TrainResult, evaluate_accuracy, fit,
+                    state_digest)
 
-__all__ = ["DEFAULTS", "FIXED_ON_RESUME", "FullTraining", "train_config"]
+__all__ = ["DEFAULTS", "FIXED_ON_RESUME", "FullTraining", "train_config", "train_genome"]
 
 # Full-training defaults (benchmarks/bench_full_train.py measures them on EfficientNet-B0:
 # 40 epochs reach 93.3% Fashion-MNIST test accuracy, 30 epochs stop at 92.9%).
@@ -47,6 +48,23 @@ def train_config(settings: dict[str, Any], genome: Genome) -> TrainConfig:
                        resolution=proxy_resolution(settings["resolution"],
                                                    genome.resolution_multiplier),
                        seed=settings["seed"])
+
+
+def train_genome(genome: Genome, *, data: Dataset, train: Split, scored_on: Split,
+                 config: TrainConfig, device: Optional[torch.device] = None,
+                 restore: Optional[Callable[[torch.nn.Module], None]] = None,
+                 **fit_options: Any) -> tuple[torch.nn.Module, TrainResult]:
+    """``genome`` built for ``data``'s channels and classes with weights seeded by
+    ``config.seed`` (then ``restore(model)``, e.g. a checkpoint's weights), trained by
+    :func:`nas.train.fit` on ``train`` and scored every epoch on ``scored_on``;
+    ``fit_options`` go to :func:`~nas.train.fit`. Returns the model and its result."""
+    torch.manual_seed(config.seed)
+    model = build(genome, num_classes=data.num_classes, in_channels=data.in_channels)
+    if restore is not None:
+        restore(model)
+    result = fit(model, train=train, val=scored_on, normalization=data.normalization,
+                 config=config, device=device, **fit_options)
+    return model, result
 
 
 @dataclass
@@ -107,12 +125,8 @@ class FullTraining:
         finished epoch's checkpoint on disk. Returns the final metrics (also written to
         metrics.json by the main process)."""
         train, scored_on = self.splits
-        torch.manual_seed(self.config.seed)
-        model = build(self.genome, num_classes=self.data.num_classes,
-                      in_channels=self.data.in_channels)
         start_epoch, history, optimizer_state, past_seconds = 0, [], None, 0.0
         if stored is not None:
-            self._restore(model, stored)
             start_epoch, history = stored["epoch"], stored["metrics"]["history"]
             optimizer_state = stored["optimizer_state"]
             past_seconds = stored["metrics"]["wall_seconds"]
@@ -128,12 +142,14 @@ class FullTraining:
 
         # Under torchrun a signal stops every rank at once, as they must agree.
         with handle_signals(graceful=self.distributed is None):
-            result = fit(model, train=train, val=scored_on, normalization=self.data.normalization,
-                         config=self.config, device=self.device,
-                         quiet=self.quiet or not self.is_main, description=self.name,
-                         eval_key=self.eval_key, start_epoch=start_epoch, history=history,
-                         optimizer_state=optimizer_state, after_epoch=record,
-                         distributed=self.distributed)
+            model, result = train_genome(
+                self.genome, data=self.data, train=train, scored_on=scored_on,
+                config=self.config, device=self.device,
+                restore=(lambda model: self._restore(model, stored)) if stored else None,
+                quiet=self.quiet or not self.is_main, description=self.name,
+                eval_key=self.eval_key, start_epoch=start_epoch, history=history,
+                optimizer_state=optimizer_state, after_epoch=record,
+                distributed=self.distributed)
         metrics = self.metrics(result.history, time.perf_counter() - started)
         return self._finish(model, metrics)
 

@@ -184,3 +184,20 @@ def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: 
     assert written == ["part1.png"] and (tmp_path / "part1.png").stat().st_size > 1000
     assert driver.search_record(tmp_path / "elsewhere") is None
 
+
+
+def test_family_files_are_the_ones_nas_scale_writes(tmp_path: Path, capsys) -> None:
+    from nas.cli import main
+    from space import presets
+
+    driver = _load_driver()
+    driver.write_family_files(presets.get("efficientnet-b0"), "efficientnet-b0", "fast", 1 / 3,
+                              2, tmp_path / "driver", 10, 1)
+    assert main(["scale", "--genome", "efficientnet-b0", "--phi", "0..2", "--method", "fast",
+                 "--alpha", repr(1 / 3), "--num-classes", "10", "--in-channels", "1",
+                 "--out", str(tmp_path / "command")]) == 0
+    for name in ("family.json", "family.csv", "b0.json", "b2.json"):
+        assert (tmp_path / "driver" / name).read_bytes() == (tmp_path / "command" / name).read_bytes()
+    text = (tmp_path / "driver" / "family.txt").read_text()
+    assert text.startswith("$ nas scale --genome efficientnet-b0 --phi 0..2 --method fast")
+    assert capsys.readouterr().out.splitlines()[0] == text.splitlines()[1]
