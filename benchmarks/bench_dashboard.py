@@ -16,7 +16,7 @@ Measured per study, each in a fresh process on the study's SQLite file:
 - ``browser``: the study page in headless Chromium (DevTools protocol over a pipe) until the
   optimization-history plot has drawn its points, on a fresh server;
 - ``report``: ``nas report`` wall time, peak memory and page size;
-- ``outputs``: ``trials.csv`` and ``best.json`` (:func:`nas.search.write_outputs`);
+- ``outputs``: ``trials.csv`` and ``best.json`` (:func:`nas.results.write_outputs`);
 - ``resume``: ``nas search`` resumed on the study for two more evaluated trials.
 
     flock /tmp/nas-heavy.lock python3 benchmarks/bench_dashboard.py --label after
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -105,11 +104,6 @@ def _fast_sqlite(path: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"creator": connect})
 
 
-def _digest(genome) -> str:
-    """The search's genome digest (``nas.search``: sha1 of the genome key, 16 hex digits)."""
-    return hashlib.sha1(genome.key().encode()).hexdigest()[:16]
-
-
 class _ScreenedRows:
     """Screened trials written straight into Optuna's SQLite schema, many per transaction:
     through the storage API (one transaction per trial, a row per parameter) a 100,000-trial
@@ -164,8 +158,10 @@ def build_study(run_dir: Path, size: int, *, seed: int = 0) -> dict[str, Any]:
     from optuna_dashboard._note import note_ver_key, split_body  # the note's storage format
     from tqdm import tqdm
 
-    from nas import dashboard
+    from nas import trial_notes
     from nas.common import atomic_write_text
+    from nas.storage import study_id
+    from nas.trial import genome_digest
     from nas.reward import RewardSpec, reward
     from space import Genome, SearchSpace, cost
 
@@ -184,9 +180,9 @@ def build_study(run_dir: Path, size: int, *, seed: int = 0) -> dict[str, Any]:
                 "storage": f"sqlite:///{run_dir / 'study.db'}"}
     for key, value in identity.items():
         study.set_user_attr(key, value)
-    rows = _ScreenedRows(run_dir / "study.db", study._study_id)
+    rows = _ScreenedRows(run_dir / "study.db", study_id(study))
     space = SearchSpace.default()
-    store = dashboard.artifact_store_for(run_dir)
+    store = trial_notes.artifact_store_for(run_dir)
     spec = RewardSpec(TARGET, -0.07, -0.07)
     rng = random.Random(seed)
     quota = round(size * EVALUATED_SHARE)
@@ -213,7 +209,7 @@ def build_study(run_dir: Path, size: int, *, seed: int = 0) -> dict[str, Any]:
             kind = "prescreened" if in_window else "screened"
         counts[kind] += 1
         attrs: dict[str, Any] = {"worker": "bench:1", "genome": genome.to_dict(),
-                                 "digest": _digest(genome), "flops": costs.flops,
+                                 "digest": genome_digest(genome), "flops": costs.flops,
                                  "params": costs.params, "activations": costs.activations,
                                  "cost": costs.flops, "evaluator": "proxy-train"}
         seconds = 0.05
@@ -245,17 +241,17 @@ def build_study(run_dir: Path, size: int, *, seed: int = 0) -> dict[str, Any]:
         attrs.update(accuracy=accuracy, reward=value, eval_seconds=round(seconds, 3))
         best = max(best, (value, genome), key=lambda pair: pair[0])
         # Artifacts attach to running trials only: the trial finishes after them.
-        trial_id = storage.create_new_trial(study._study_id, template_trial=FrozenTrial(
+        trial_id = storage.create_new_trial(study_id(study), template_trial=FrozenTrial(
             number=number, trial_id=number, state=TrialState.RUNNING, value=None, values=None,
             datetime_start=start, datetime_complete=None, params=recorder.params,
             distributions=recorder.distributions, user_attrs=attrs, system_attrs={},
             intermediate_values={epoch: accuracy * (0.8 + 0.1 * epoch) for epoch in range(3)}))
-        note = dashboard.trial_note(genome, costs, accuracy=accuracy, reward=value,
-                                    resolution=RESOLUTION)
-        storage.set_study_system_attr(study._study_id, note_ver_key(trial_id), 1)
+        note = trial_notes.trial_note(genome, costs, accuracy=accuracy, reward=value,
+                                      resolution=RESOLUTION)
+        storage.set_study_system_attr(study_id(study), note_ver_key(trial_id), 1)
         for key, text in split_body(note, trial_id).items():
-            storage.set_study_system_attr(study._study_id, key, text)
-        dashboard.attach_trial_artifacts(study, trial_id, genome, store)
+            storage.set_study_system_attr(study_id(study), key, text)
+        trial_notes.attach_trial_artifacts(study, storage.get_trial(trial_id), genome, store)
         storage.set_trial_state_values(trial_id, TrialState.COMPLETE, [value])
         rows.finish_time(trial_id, clock)
     rows.flush()
@@ -480,7 +476,7 @@ def measure_report(run_dir: Path) -> dict[str, Any]:
 
 
 def measure_outputs(run_dir: Path) -> dict[str, Any]:
-    code = (f"import optuna, time; from pathlib import Path; from nas.search import write_outputs; "
+    code = (f"import optuna, time; from pathlib import Path; from nas.results import write_outputs; "
             f"from nas.storage import open_storage; "
             f"s = optuna.load_study(study_name={STUDY!r}, storage=open_storage("
             f"'sqlite:///{run_dir / 'study.db'}')); t = time.perf_counter(); "
