@@ -39,35 +39,43 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
     register_url(url)
     interval, grace = heartbeat_settings()
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):]).expanduser()
-        if not str(path).strip() or path.is_dir():
-            raise StorageError(f"journal storage {url!r} needs a file path, e.g. "
-                               "journal:runs/study.log")
-        if not path.parent.is_dir():
-            raise StorageError(f"journal folder {str(path.parent)!r} does not exist; create it "
-                               "or point journal: at an existing folder")
-        if read_only and not path.is_file():
-            raise StorageError(f"journal file {str(path)!r} does not exist; check --storage")
-        lock = RepairingLock(str(path))
-        try:
-            backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
-        except OSError as error:
-            raise StorageError(f"cannot open journal storage {str(path)!r}: "
-                               f"{error.strerror or error}") from None
-        try:  # replays the whole file, so a file that is not a journal fails here
-            storage = HeartbeatJournalStorage(backend, heartbeat_interval=interval,
-                                              grace_period=grace, stale_trial_callback=requeue)
-        except Exception as error:  # json, unicode, key and type errors of a foreign file
-            raise StorageError(f"{str(path)!r} is not an Optuna journal file ({type(error).__name__} "
-                               "while replaying it); point journal: at a file that `nas search` "
-                               "wrote, or at a new file") from None
-        if not read_only:
-            lock.acquire()  # repairs a torn tail now, before any trial starts
-            lock.release()
-        return storage
+        return _open_journal(url, read_only, interval, grace)
     if "://" not in url:
         raise StorageError(f"storage {mask_url(url)!r} is neither an RDB URL "
                            "(sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB) nor journal:PATH")
+    return _open_rdb(url, read_only, interval, grace)
+
+
+def _open_journal(url: str, read_only: bool, interval: int, grace: int) -> BaseStorage:
+    path = Path(url[len("journal:"):]).expanduser()
+    if not str(path).strip() or path.is_dir():
+        raise StorageError(f"journal storage {url!r} needs a file path, e.g. "
+                           "journal:runs/study.log")
+    if not path.parent.is_dir():
+        raise StorageError(f"journal folder {str(path.parent)!r} does not exist; create it "
+                           "or point journal: at an existing folder")
+    if read_only and not path.is_file():
+        raise StorageError(f"journal file {str(path)!r} does not exist; check --storage")
+    lock = RepairingLock(str(path))
+    try:
+        backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=lock)
+    except OSError as error:
+        raise StorageError(f"cannot open journal storage {str(path)!r}: "
+                           f"{error.strerror or error}") from None
+    try:  # replays the whole file, so a file that is not a journal fails here
+        storage = HeartbeatJournalStorage(backend, heartbeat_interval=interval,
+                                          grace_period=grace, stale_trial_callback=requeue)
+    except Exception as error:  # json, unicode, key and type errors of a foreign file
+        raise StorageError(f"{str(path)!r} is not an Optuna journal file ({type(error).__name__} "
+                           "while replaying it); point journal: at a file that `nas search` "
+                           "wrote, or at a new file") from None
+    if not read_only:
+        lock.acquire()  # repairs a torn tail now, before any trial starts
+        lock.release()
+    return storage
+
+
+def _open_rdb(url: str, read_only: bool, interval: int, grace: int) -> BaseStorage:
     from sqlalchemy.engine import make_url  # optuna depends on SQLAlchemy
 
     try:
@@ -89,31 +97,37 @@ def open_storage(url: str, *, read_only: bool = False) -> BaseStorage:
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    for attempt in range(_SCHEMA_ATTEMPTS):
+    storage = _rdb_storage(url, engine_url, engine_kwargs, read_only, interval, grace)
+    if sqlite and not read_only:
+        _use_write_ahead_log(storage)
+    return storage
+
+
+def _rdb_storage(url: str, engine_url: str, engine_kwargs: dict, read_only: bool,
+                 interval: int, grace: int) -> RDBStorage:
+    attempts = 0
+    while True:
         try:
             with warnings.catch_warnings():
                 # "heartbeat_interval is experimental" on every start would bury real messages.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                storage = HeartbeatRDBStorage(engine_url, engine_kwargs=engine_kwargs,
-                                              heartbeat_interval=interval, grace_period=grace,
-                                              heartbeat_stale_trial_callback=requeue,
-                                              skip_table_creation=read_only)
-            break
+                return HeartbeatRDBStorage(engine_url, engine_kwargs=engine_kwargs,
+                                           heartbeat_interval=interval, grace_period=grace,
+                                           heartbeat_stale_trial_callback=requeue,
+                                           skip_table_creation=read_only)
         except Exception as error:  # driver errors have no common base; all mean "cannot open"
             while error.__cause__ is not None:  # Optuna wraps the driver's words in its own
                 error = error.__cause__
             text = str(error).strip()
-            if _SCHEMA_RACE.search(text) and attempt + 1 < _SCHEMA_ATTEMPTS:
+            attempts += 1
+            if _SCHEMA_RACE.search(text) and attempts < _SCHEMA_ATTEMPTS:
                 # Workers started together on a new database all create Optuna's tables;
                 # the losers find them made a moment later.
                 log.debug("storage schema made by another worker meanwhile; opening again")
-                time.sleep(0.2 * (attempt + 1))
+                time.sleep(0.2 * attempts)
                 continue
             reason = mask_url(text.splitlines()[0] if text else type(error).__name__)
             raise StorageError(f"cannot open storage {mask_url(url)}: {reason}") from None
-    if sqlite and not read_only:
-        _use_write_ahead_log(storage)
-    return storage
 
 
 # The tables every Optuna RDB study has (optuna/storages/_rdb/models.py).
