@@ -27,6 +27,7 @@ from .diagram import genome_svg
 from .figures import Figure, Panel, Series, plotly_figure, render_png
 from .latency.figures import latency_figure
 from .outputs import publish
+from .protocol import is_accuracy
 from .report_families import family_figures, find_families, member_accuracy
 from .report_figures import (METRIC_LABELS, MIN_TRIALS_FOR_IMPORTANCE, cost_figure,
                              history_figure, importances_figure, pareto_front, score_label,
@@ -154,7 +155,7 @@ def _settings_rows(report: Report) -> list[tuple[str, str]]:
                        ("latency_table_fingerprint", "latency measured with")):
         if key in s:
             rows.append((label, str(s[key])))
-    if s.get("evaluator") == "proxy-train":
+    if is_accuracy(s.get("evaluator", "")):
         for key, label in (("proxy_subset", "proxy training images"),
                            ("proxy_epochs", "proxy epochs"),
                            ("proxy_val_size", "proxy validation images")):

@@ -16,6 +16,7 @@ import optuna
 
 from .common import format_count
 from .figures import Figure, Panel, Series
+from .protocol import is_accuracy
 from .study_view import ScreenedCount
 from .trial import TrialRecord
 
@@ -126,7 +127,7 @@ def score_label(settings: dict[str, Any]) -> str:
     """What the trials' ``accuracy`` is: a validation accuracy for proxy training, a
     unitless score for the zero-cost proxies."""
     evaluator = settings.get("evaluator")
-    return "accuracy" if evaluator in (None, "proxy-train") else f"{evaluator} score"
+    return "accuracy" if evaluator is None or is_accuracy(evaluator) else f"{evaluator} score"
 
 
 def _in_memory(study: optuna.Study, records: Sequence[TrialRecord], key: str) -> optuna.Study:
