@@ -30,7 +30,10 @@ class SearchResult:
     run_dir: Path
     best: Optional[FrozenTrial]
     pareto: list[FrozenTrial] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # trials per state (nas.trial.STATES)
+    # Trials per state (nas.trial.STATES), but "complete" counts the reused ones too (as
+    # Optuna's COMPLETE, the summary's "N complete (M reused)" and the counts recorded in
+    # benchmarks/results always have).
+    counts: dict[str, int] = field(default_factory=dict)
     wall_seconds: float = 0.0
     interrupted: bool = False
     out_of_time: bool = False  # stopped by --timeout before the trial budget was used
@@ -53,6 +56,12 @@ def _csv_row(record: TrialRecord) -> dict[str, Any]:
             **{key: record.attrs.get(key, "") for key in _ATTR_COLUMNS},
             "duration_s": "" if not duration else duration, "note": record.note,
             "genome": record.genome_json()}
+
+
+def _counts(records: list[TrialRecord]) -> dict[str, int]:
+    counts = state_counts(records)
+    counts["complete"] += counts["reused"]
+    return counts
 
 
 def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -81,7 +90,7 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
     writer.writerows(_csv_row(record) for record in records)
     files = {folder.trials_csv: buffer.getvalue().encode()}
     result = SearchResult(study_name=study.study_name, run_dir=folder.path, best=None,
-                          counts=state_counts(records))
+                          counts=_counts(records))
     # The reward ranks the searched genomes; reference networks are shown beside them.
     scored = [r.frozen for r in records if r.state in ("complete", "reused")
               and r.reward is not None]

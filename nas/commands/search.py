@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from space import Genome
-
 from ..common import UsageError, format_count, parse_count
 from ..memory import max_jobs
 from ..reward import REWARD_PRESETS
@@ -13,6 +11,7 @@ from ..run import RunFolder
 from ..search_config import DEFAULT_TIMEOUT, SearchConfig
 from ..settings import add_options, from_args, usage_errors
 from ..signals import exit_code
+from ..trial import TrialRecord
 from .show import genome_table
 
 EXAMPLES = """\
@@ -119,19 +118,18 @@ def print_summary(result, config: SearchConfig) -> None:
     counts, files = result.counts, RunFolder(result.run_dir)
     prescreened = (f", {counts['prescreened']} in it by their {config.active_prescreen} score"
                    if config.active_prescreen else "")
-    print(f"\nstudy {result.study_name}: {counts['complete'] + counts['reused']} complete "
+    print(f"\nstudy {result.study_name}: {counts['complete']} complete "
           f"({counts['reused']} reused), {counts['pruned']} pruned, {counts['failed']} failed, "
           f"{counts['screened']} screened outside the target window{prescreened}; "
           f"{result.wall_seconds:.0f} s wall time")
     if result.out_of_time:
         print(f"stopped by the time budget ({config.timeout / 60:.0f} min) with "
-              f"{counts['complete'] + counts['reused'] + counts['pruned'] + counts['failed']} of "
+              f"{counts['complete'] + counts['pruned'] + counts['failed']} of "
               f"{config.n_trials} trials done: run the same command again to continue the study")
     if result.best is None:
         print("no trial completed yet; run the same command again to continue")
         return
-    attrs = result.best.user_attrs
-    genome = Genome.from_dict(attrs["genome"])
+    attrs, genome = result.best.user_attrs, TrialRecord(result.best).genome
     unit = "multiply-adds" if config.metric == "flops" else config.metric
     print(f"best: trial {result.best.number}, reward {attrs['reward']:.4f}, "
           f"{'accuracy' if config.evaluator_is_accuracy else config.evaluator + ' score'} "

@@ -14,6 +14,7 @@ from space import Genome, SearchSpace, SpaceError
 
 from ..common import UsageError, atomic_write_json, format_count, format_table
 from ..run import RunFolder
+from ..trial import DIGEST, TrialRecord
 from .build import Network, measure_networks, measure_units
 from .measure import TimingSettings
 from .predict import Predictor, space_units
@@ -115,22 +116,23 @@ class SearchLatency:
                     top: int = MEASURED_TOP) -> list[dict[str, Any]]:
         """Measure the ``top`` trials by reward (distinct genomes) whole, with the table's
         settings; write ``latency.json`` into ``run_dir`` and return its rows."""
-        ranked = sorted((t for t in trials if "reward" in t.user_attrs),
-                        key=lambda t: -t.user_attrs["reward"])
+        ranked = sorted((r for r in map(TrialRecord, trials)
+                         if r.state in ("complete", "reused") and r.reward is not None),
+                        key=lambda r: -r.reward)
         chosen, seen = [], set()
-        for trial in ranked:
-            if trial.user_attrs["digest"] not in seen and len(chosen) < top:
-                seen.add(trial.user_attrs["digest"])
-                chosen.append(trial)
+        for record in ranked:
+            if record.attrs[DIGEST] not in seen and len(chosen) < top:
+                seen.add(record.attrs[DIGEST])
+                chosen.append(record)
         if not chosen:
             return []
-        networks = [Network(f"trial {t.number}", Genome.from_dict(t.user_attrs["genome"]),
-                            self.resolution, self.num_classes, self.in_channels) for t in chosen]
+        networks = [Network(f"trial {r.number}", r.genome, self.resolution, self.num_classes,
+                            self.in_channels) for r in chosen]
         timings = measure_networks(networks, self.table.settings, desc="measure best")
-        rows = [{"trial": t.number, "reward": t.user_attrs["reward"],
-                 "predicted_s": t.user_attrs["cost"], "measured_s": timing.seconds,
-                 "spread": round(timing.spread, 4), "flops": t.user_attrs["flops"]}
-                for t, timing in zip(chosen, timings)]
+        rows = [{"trial": r.number, "reward": r.reward, "predicted_s": r.cost,
+                 "measured_s": timing.seconds, "spread": round(timing.spread, 4),
+                 "flops": r.costs()["flops"]}
+                for r, timing in zip(chosen, timings)]
         atomic_write_json(RunFolder(run_dir).latency_json, {
             "table": str(self.table.path), "table_digest": self.digest,
             "fingerprint": self.table.fingerprint, "resolution": self.resolution,
