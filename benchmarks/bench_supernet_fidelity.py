@@ -1,0 +1,164 @@
+"""Rank fidelity of the supernet evaluator against the two-seed 15-epoch reference, with
+the reference's own noise ceiling.
+
+Reads ``results/reference_accuracy.json`` (``bench_reference_accuracy.py``: 32 genomes, the
+15-epoch training of each under seeds 0 and 1, the default 3-epoch proxy and naswot),
+trains the supernet of the space they were drawn from once (or reuses its artifact), scores every genome
+by it, and prints for each cheap score (supernet, 3-epoch proxy, naswot, multiply-adds) the
+Spearman and Kendall correlation with the mean of the two reference seeds, with bootstrap 95%
+intervals, over all genomes and within the 360-440 M window; the Spearman between the two
+reference seeds is the ceiling. Also the supernet's training time and seconds per genome.
+
+    python3 benchmarks/bench_supernet_fidelity.py [--epochs 4] [--subset N] [--threads 2]
+
+Scores are written after every genome to ``results/supernet_fidelity.json`` (keyed by the
+supernet's digest); the same command again continues, and a killed supernet training
+resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_proxy.py
+
+import torch  # noqa: E402
+from scipy.stats import kendalltau, spearmanr  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from nas.common import atomic_write_json, format_table  # noqa: E402
+from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
+from nas.supernet.settings import SupernetSettings  # noqa: E402
+from space import Genome, SearchSpace  # noqa: E402
+from space.search_space import MBCONV_SPACE_PATH  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+BOOTSTRAP_SAMPLES = 2000
+CHEAP_SCORES = ("supernet", "proxy", "naswot", "flops_224")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", default=str(RESULTS / "reference_accuracy.json"))
+    parser.add_argument("--epochs", type=int, default=SupernetSettings.epochs)
+    parser.add_argument("--subset", type=int, default=None,
+                        help="supernet training images (default: all outside validation)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--space", default=str(MBCONV_SPACE_PATH),
+                        help="space file of the supernet (default: the space the reference "
+                             "genomes were drawn from)")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--out", default=str(RESULTS / "supernet_fidelity.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    reference = json.loads(Path(args.reference).read_text())
+    settings = SupernetSettings(epochs=args.epochs, subset=args.subset,
+                                resolution=PROXY_DEFAULTS["resolution"],
+                                val_size=PROXY_DEFAULTS["val_size"], seed=0)
+    started = time.perf_counter()
+    evaluator = make_evaluator("supernet", space=SearchSpace.from_file(args.space), runs_dir=args.runs_dir,
+                               supernet_settings=settings)
+    obtained_seconds = time.perf_counter() - started
+    digest = evaluator.settings()["supernet_digest"]
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    scores = previous.get("scores", {}) if previous.get("supernet_digest") == digest else {}
+    training = evaluator.metadata.get("training", {})
+    pending = [row for row in reference["rows"] if row["genome"] not in scores]
+    progress = tqdm(total=len(reference["rows"]), initial=len(reference["rows"]) - len(pending),
+                    unit="genome", desc="supernet scores", dynamic_ncols=True)
+    for row in pending:
+        timer = time.perf_counter()
+        accuracy = evaluator.evaluate(Genome.from_dict(row["genome_json"]))
+        scores[row["genome"]] = {"accuracy": round(accuracy, 6),
+                                 "seconds": round(time.perf_counter() - timer, 2)}
+        summary = summarize(reference, scores, settings, digest, training, obtained_seconds)
+        atomic_write_json(out, summary)
+        progress.set_postfix(acc=accuracy, rho=summary["all"]["supernet"]["spearman"]["value"])
+        progress.update(1)
+    progress.close()
+    summary = summarize(reference, scores, settings, digest, training, obtained_seconds)
+    atomic_write_json(out, summary)
+    for subset in ("all", "window"):
+        print(f"\n{subset} ({summary[subset]['genomes']} genomes), noise ceiling "
+              f"{_interval(summary[subset]['noise_ceiling'])}")
+        print(format_table(["score", "Spearman vs mean reference", "Kendall"],
+                           [[name, _interval(entry["spearman"]), _interval(entry["kendall"])]
+                            for name, entry in summary[subset].items()
+                            if name in CHEAP_SCORES]))
+    print(f"supernet training {training.get('seconds')} s, "
+          f"{summary['supernet_seconds_per_genome']} s per genome; wrote {out}")
+    return 0
+
+
+def _interval(entry: dict) -> str:
+    if entry["value"] is None:
+        return "n/a"
+    low, high = entry["interval_95"]
+    return f"{entry['value']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def correlation(x: list[float], y: list[float], kind: str, seed: int = 0) -> dict:
+    """The rank correlation of ``x`` and ``y`` with a percentile bootstrap 95% interval
+    (genomes resampled with replacement; resamples with a constant side are skipped)."""
+    measure = spearmanr if kind == "spearman" else kendalltau
+    if len(x) < 3:
+        return {"value": None, "interval_95": None}
+    value = float(measure(x, y).statistic)
+    rng, draws = random.Random(seed), []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        picks = [rng.randrange(len(x)) for _ in x]
+        xs, ys = [x[i] for i in picks], [y[i] for i in picks]
+        if len(set(xs)) > 1 and len(set(ys)) > 1:
+            draw = float(measure(xs, ys).statistic)
+            if math.isfinite(draw):
+                draws.append(draw)
+    draws.sort()
+    interval = [round(draws[int(0.025 * len(draws))], 4),
+                round(draws[min(len(draws) - 1, int(0.975 * len(draws)))], 4)]
+    return {"value": round(value, 4), "interval_95": interval}
+
+
+def summarize(reference: dict, scores: dict, settings: SupernetSettings, digest: str,
+              training: dict, obtained_seconds: float) -> dict:
+    rows = [{**row, "supernet": scores.get(row["genome"], {}).get("accuracy")}
+            for row in reference["rows"]
+            if row["long_seed0"] is not None and row["long_seed1"] is not None]
+    summary = {}
+    for subset, chosen in (("all", rows), ("window", [r for r in rows if r["in_window"]])):
+        mean = {r["genome"]: (r["long_seed0"] + r["long_seed1"]) / 2 for r in chosen}
+        entry = {"genomes": len(chosen),
+                 "noise_ceiling": correlation([r["long_seed0"] for r in chosen],
+                                              [r["long_seed1"] for r in chosen], "spearman")}
+        for name in CHEAP_SCORES:
+            scored = [r for r in chosen if r.get(name) is not None]
+            pairs = ([r[name] for r in scored], [mean[r["genome"]] for r in scored])
+            entry[name] = {"genomes": len(scored),
+                           "spearman": correlation(*pairs, "spearman"),
+                           "kendall": correlation(*pairs, "kendall")}
+        summary[subset] = entry
+    seconds = [entry["seconds"] for entry in scores.values()]
+    return {"benchmark": "rank correlation of the supernet, the 3-epoch proxy and naswot with "
+                         "the mean of two 15-epoch reference seeds (Fashion-MNIST validation "
+                         "accuracy), bootstrap 95% intervals",
+            "reference": "benchmarks/results/reference_accuracy.json",
+            "supernet_digest": digest, "supernet_settings": settings.to_dict(),
+            "supernet_training": training,
+            "supernet_obtained_seconds": round(obtained_seconds, 1),
+            "supernet_seconds_per_genome":
+                round(sum(seconds) / len(seconds), 2) if seconds else None,
+            "machine": {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                        "torch": str(torch.__version__), "load_average": os.getloadavg()},
+            **summary, "scores": scores}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
