@@ -119,14 +119,18 @@ def test_unknown_evaluator_and_bad_settings_are_usage_errors():
         make_evaluator("oracle")
     with pytest.raises(UsageError, match="proxy resolution 4"):
         make_evaluator("naswot", resolution=4)
-    assert EVALUATORS == ("proxy-train", "naswot", "synflow", "grad-norm")
+    assert EVALUATORS == ("proxy-train", "naswot", "synflow", "grad-norm", "supernet")
 
 
 def test_every_evaluator_kind_has_its_class_and_the_protocol_checks_once():
+    import importlib
+
     from nas.evaluators import _CLASSES
     from nas.protocol import EVALUATOR_KINDS
     from nas.settings import ProxySettings
 
+    for kind in EVALUATOR_KINDS.values():
+        importlib.import_module(kind.module)  # as make_evaluator does
     assert set(_CLASSES) == set(EVALUATOR_KINDS)
     assert [name for name, kind in EVALUATOR_KINDS.items() if kind.is_accuracy] == ["proxy-train"]
     assert make_evaluator("naswot", batch_size=8).is_accuracy is False
