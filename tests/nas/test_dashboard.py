@@ -43,9 +43,10 @@ def test_note_has_stage_table_and_costs():
     assert "5,288,548" in note and "accuracy** 0.7712" in note and "reward** 0.7689" in note
     rows = [line for line in note.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 1 + 7 + 1  # header, stem, seven stages, head
-    assert rows[2].split("|")[1:8] == [" 1 ", " MBConv1 ", " 3 ", " 1 ", " 0.25 ", " 1 ", " 16 "]
-    assert "| 6 | MBConv6 | 5 | 6 | 0.25 | 4 | 192 | 2 | 14×14 |" in note
-    assert "| head | Conv1x1, pooling, FC | 1 |  |  | 1 | 1280 | 1 | 7×7 |" in note
+    # The stage table of space.stage_table (H1's schema): kernel and expansion in the operator.
+    assert rows[2].split("|")[1:7] == [" 1 ", " MBConv1, k3x3 ", " 0.25 ", " 1 ", " 16 ", " 1 "]
+    assert "| 6 | MBConv6, k5x5 | 0.25 | 4 | 192 | 2 | identity | 14×14 |" in note
+    assert "| head | Conv1x1, pooling, FC |  | 1 | 1280 | 1 |  | 7×7 |" in note
 
 
 def test_diagram_is_drawn_from_the_graph():
