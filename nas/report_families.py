@@ -26,15 +26,13 @@ def _read_json(path: Path) -> Optional[Any]:
 
 
 def member_accuracy(metrics: Any) -> Optional[float]:
-    """A trained member's accuracy from its ``metrics.json`` (written by ``nas train``):
-    the test accuracy if there is one, else the validation accuracy; in [0, 1]."""
+    """A trained member's accuracy from its ``metrics.json`` (written by ``nas train``
+    and benchmarks/reproduce.py, the only two keys either has ever written): the test
+    accuracy if there is one, else the validation accuracy; in [0, 1]."""
     if not isinstance(metrics, dict):
         return None
-    for key in ("test_accuracy", "test", "val_accuracy", "validation_accuracy", "val",
-                "validation", "accuracy"):
+    for key in ("test_accuracy", "val_accuracy"):
         value = metrics.get(key)
-        if isinstance(value, dict):
-            value = value.get("accuracy")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1:
             return float(value)
     return None
