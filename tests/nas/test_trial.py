@@ -163,3 +163,23 @@ def test_objectives_are_named_for_the_dashboard(tmp_path):
     assert optuna.load_study(study_name="single", storage=storage).metric_names == ["reward"]
     assert optuna.load_study(study_name="multi", storage=storage).metric_names == ["accuracy",
                                                                                   "params"]
+
+
+def test_a_search_names_its_objectives(tmp_path):
+    """What optuna-dashboard shows instead of "Objective 0": written by the search when it
+    makes the study, and on a study made before objectives had names when it resumes."""
+    from nas.cli import main
+
+    common = ["search", "--target-flops", "400M", "--runs", str(tmp_path), "--evaluator",
+              "naswot", "--proxy-subset", "64", "--proxy-resolution", "16", "--quiet",
+              "--n-trials", "1", "--cost-window", "0"]
+    assert main([*common, "--study", "multi", "--objective", "multi"]) == 0
+    url = RunFolder(tmp_path / "multi").storage_url
+    study = optuna.load_study(study_name="multi", storage=open_storage(url, read_only=True))
+    assert study.metric_names == ["accuracy", "flops"]
+    old = RunFolder(tmp_path / "old")
+    optuna.create_study(study_name="old", storage=old.open_storage(), direction="maximize")
+    assert main([*common, "--study", "old"]) == 0
+    study = optuna.load_study(study_name="old", storage=open_storage(old.storage_url,
+                                                                      read_only=True))
+    assert study.metric_names == ["reward"]
