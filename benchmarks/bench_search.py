@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator
+from nas.run import RunFolder
 from nas.search import SearchConfig, run_search
 from space import Genome, cost, presets
 
@@ -57,8 +58,8 @@ def readme_command(args) -> None:
         if done.returncode != 0:
             sys.exit(f"the README command failed ({done.returncode}): {done.stderr[-2000:]}")
         (run_dir,) = Path(runs, "runs").iterdir()
-        best_genome = Genome.from_json(run_dir / "best.json")
-        rows = list(csv.DictReader((run_dir / "trials.csv").open()))
+        best_genome = Genome.from_json(RunFolder(run_dir).best_json)
+        rows = list(csv.DictReader(RunFolder(run_dir).trials_csv.open()))
     best = max((row for row in rows if row["reward"]), key=lambda row: float(row["reward"]))
     assert json.loads(best["genome"])["stages"] == best_genome.to_dict()["stages"]
     flops = int(best["flops"])  # at 224 px, for Fashion-MNIST's 1 channel and 10 classes

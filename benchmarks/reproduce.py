@@ -206,13 +206,16 @@ def find_baseline(explicit: Optional[str]) -> Optional[Path]:
 
 def copy_search_run(best: Path, out: Path) -> Path:
     """Keep the search's small outputs beside the reference run; returns the genome copy."""
+    from nas.run import RunFolder
+
     folder = out / "baseline"
-    for name in ("best.json", "trials.csv", "report.html", "pareto.json", "study.db"):
+    for name in (RunFolder.BEST_JSON, RunFolder.TRIALS_CSV, RunFolder.REPORT_HTML,
+                 RunFolder.PARETO_JSON, RunFolder.STUDY_DB):
         source = best.parent / name
         if source.is_file() and source.stat().st_size < 8_000_000:
             atomic_write_bytes(folder / name, source.read_bytes())
     atomic_write_text(folder / "source.txt", f"{best.resolve()}\n")
-    return folder / "best.json"
+    return RunFolder(folder).best_json
 
 
 def write_family_files(genome: Genome, genome_spec: str, method: str, alpha: Optional[float],
