@@ -162,6 +162,8 @@ class TrialRecord:
         attrs = self.attrs
         if self.state == "over_budget":
             return "budget reached by other workers; not evaluated"
+        if self.state == "reference":
+            return f"reference network {attrs[REFERENCE]}; outside the search's budget"
         note = attrs.get(SCREENED) or attrs.get(FAIL_REASON) or attrs.get(INTERRUPTED) or ""
         if self.state == "failed" and not note:
             return "worker died; re-queued"

@@ -114,6 +114,7 @@ def test_every_state_is_classified_once(study_dir):
     assert notes["interrupted"] == "interrupted by SIGTERM"
     assert notes["prescreened"] == "naswot score below the median"
     assert notes["complete"] == notes["pruned"] == ""
+    assert notes["reference"] == "reference network mnasnet-a1; outside the search's budget"
     failed = sorted(records[n].note for n in expected if expected[n] == "failed")
     assert failed == ["out of memory", "worker died; re-queued"]
     assert records[0].genome.key() == presets.get("efficientnet-b0").key()
