@@ -17,6 +17,7 @@ import optuna
 from .common import format_count
 from .figures import Figure, Panel, Series
 from .protocol import is_accuracy
+from .results import pareto_front
 from .study_view import ScreenedCount
 from .trial import TrialRecord
 
@@ -41,16 +42,6 @@ _STATE_COLOURS = {"complete": "#0072B2", "reused": "#56B4E9", "reference": "#000
 def searched(records: Sequence[TrialRecord]) -> list[TrialRecord]:
     """The evaluated trials of genomes the search proposed (reused ones included)."""
     return [r for r in records if r.evaluated and r.state != "reference"]
-
-
-def pareto_front(points: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
-    """The (cost, accuracy, trial) points no other point beats on both (lower cost, higher
-    accuracy), by increasing cost."""
-    front: list[tuple[float, float, int]] = []
-    for point in sorted(points, key=lambda p: (p[0], -p[1])):
-        if not front or point[1] > front[-1][1]:
-            front.append(point)
-    return front
 
 
 def history_figure(records: Sequence[TrialRecord], multi: bool) -> Optional[Figure]:

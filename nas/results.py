@@ -9,7 +9,7 @@ import dataclasses
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -64,19 +64,22 @@ def _counts(records: list[TrialRecord]) -> dict[str, int]:
     return counts
 
 
-def pareto_front(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials no other trial beats in both accuracy (higher) and cost (lower), by cost;
-    trials of equal accuracy and cost are all kept, as in Optuna's ``best_trials``. Here
-    rather than ``study.best_trials``, which would count reference networks in."""
-    front: list[FrozenTrial] = []
-    for trial in sorted(trials, key=lambda t: (t.user_attrs["cost"], -t.user_attrs["accuracy"],
-                                               t.number)):
-        accuracy, cost = trial.user_attrs["accuracy"], trial.user_attrs["cost"]
-        last = front[-1].user_attrs if front else None
-        if last is None or accuracy > last["accuracy"] or (
-                accuracy == last["accuracy"] and cost == last["cost"]):
-            front.append(trial)
+def pareto_front(points: Sequence[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    """The (cost, accuracy, trial) points no other point beats on both (lower cost, higher
+    accuracy), by increasing cost; points of equal cost and accuracy are all kept, as in
+    Optuna's ``best_trials``."""
+    front: list[tuple[float, float, int]] = []
+    for point in sorted(points, key=lambda p: (p[0], -p[1], p[2])):
+        if not front or point[1] > front[-1][1] or point[:2] == front[-1][:2]:
+            front.append(point)
     return front
+
+
+def _pareto_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    # Here rather than study.best_trials, which would count reference networks in.
+    by_number = {t.number: t for t in trials}
+    return [by_number[number] for _, _, number in pareto_front(
+        [(t.user_attrs["cost"], t.user_attrs["accuracy"], t.number) for t in trials])]
 
 
 def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
@@ -98,7 +101,7 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
         publish(files)
         return result
     if len(study.directions) > 1:
-        result.pareto = pareto_front(scored)
+        result.pareto = _pareto_trials(scored)
         files[folder.pareto_json] = json_bytes({"members": [
             {"number": t.number, "accuracy": t.user_attrs["accuracy"], "cost": t.user_attrs["cost"],
              "flops": t.user_attrs["flops"], "reward": t.user_attrs["reward"],

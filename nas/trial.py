@@ -7,20 +7,18 @@ that optuna-dashboard shows them. Readers (the search's summary and ``trials.csv
 them through :class:`TrialRecord`, whose :attr:`~TrialRecord.state` is the one
 classification of a trial:
 
-========== =====================================================================
-complete   evaluated by this trial (Optuna COMPLETE)
-reused     COMPLETE with the accuracy of an identical genome evaluated before
-reference  a hand-designed reference network recorded beside the search; never
-           counts against the trial budget
-pruned     stopped by the pruner after some epochs of training
-screened   not evaluated: its cost fell outside the target window
-prescreened not evaluated: in the window, but its zero-cost score fell below the bar
-over_budget not evaluated: other workers had used the trial budget already
-interrupted stopped by Ctrl-C or SIGTERM during its evaluation; not counted
-failed     its evaluation failed, or its worker died (then re-queued)
-running    being evaluated now
-waiting    queued (a dead worker's re-queued trial)
-========== =====================================================================
+- ``complete``: evaluated by this trial (Optuna COMPLETE)
+- ``reused``: COMPLETE with the accuracy of an identical genome evaluated before
+- ``reference``: a hand-designed reference network recorded beside the search (never
+  proposed by the sampler, never counted against the trial budget, never the best)
+- ``pruned``: stopped by the pruner after some epochs of training
+- ``screened``: not evaluated: its cost fell outside the target window
+- ``prescreened``: not evaluated: in the window, but its zero-cost score fell below the bar
+- ``over_budget``: not evaluated: other workers had used the trial budget already
+- ``interrupted``: stopped by Ctrl-C or SIGTERM during its evaluation; not counted
+- ``failed``: its evaluation failed, or its worker died (then re-queued)
+- ``running``: being evaluated now
+- ``waiting``: queued (a dead worker's re-queued trial)
 
 Screened, prescreened, over-budget and interrupted trials are PRUNED in Optuna; each is
 its own state here, never "pruned", which means the pruner's verdict alone.
@@ -99,8 +97,6 @@ class TrialRecord:
     """One trial as the search recorded it. Built from Optuna's :class:`FrozenTrial` (the
     storage's own form, kept as :attr:`frozen` for Optuna's plots and notes); the genome is
     parsed on first use, since most readers of a large study never look at it."""
-
-    __slots__ = ("frozen", "state", "__dict__")
 
     def __init__(self, trial: FrozenTrial) -> None:
         self.frozen = trial
@@ -238,8 +234,8 @@ def record_genome(trial: optuna.Trial, genome: Genome, costs: Cost, *, cost: flo
     """Record the sampled genome and its costs on ``trial``; returns its digest."""
     digest = genome_digest(genome)
     attrs = {WORKER: worker_id(), GENOME: genome.to_dict(), DIGEST: digest,
-             "flops": costs.flops, "params": costs.params, "activations": costs.activations,
-             COST: cost, "evaluator": evaluator}
+             **{key: getattr(costs, key) for key in COST_KEYS}, COST: cost,
+             "evaluator": evaluator}
     if latency_predicted is not None:
         attrs[LATENCY_PREDICTED] = latency_predicted
     for key, value in attrs.items():
