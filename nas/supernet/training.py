@@ -1,11 +1,11 @@
 """Training a supernet: the sandwich rule with in-place distillation (BigNAS, Yu et al.
 2020; once-for-all, Cai et al. 2020), resumable from checkpoints.
 
-Every step trains, on the same batch, the largest sub-network on the labels, then the
-smallest and ``random_subnets`` random ones on the largest's soft predictions (its
-detached softmax), accumulating the gradients for one optimizer step: the largest and
-smallest bound the space, distillation gives the small ones a smoother target. As in
-BigNAS, dropout and drop-connect regularise only the largest.
+Every step trains, on the same batch, the largest sub-network (the :func:`teacher`) on
+the labels, then the smallest and ``random_subnets`` random ones on the teacher's soft
+predictions (its detached softmax), accumulating the gradients for one optimizer step:
+the largest and smallest bound the space, distillation gives the small ones a smoother
+target. As in BigNAS, dropout and drop-connect regularise only the teacher.
 
 Reproducible and resumable: step ``s`` draws its sub-networks, augmentation and dropout
 from seeds of ``(seed, s)`` alone and its batch from the epoch's seeded permutation, so

@@ -154,3 +154,15 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "trained (resumed at step " in printed and "32 steps" in printed
     assert not partial.exists()
+
+
+def test_impossible_settings_are_one_line_usage_errors(tmp_path, capsys):
+    space, out = _space_file(tmp_path), tmp_path / "s.pt"
+    assert main(_train_args(space, out, "--epochs=0")) == 2
+    assert capsys.readouterr().err == ("nas supernet: error: supernet settings: epochs >= 1, "
+                                       "batch_size >= 2 and resolution >= 8 are required\n")
+    assert main(_train_args(space, out, "--subset=10")) == 2
+    assert "subset 10 must hold at least one batch (64 images)" in capsys.readouterr().err
+    assert main(_train_args(space, tmp_path / "s.bin")) == 2
+    assert "must be a .pt file name" in capsys.readouterr().err
+    assert not out.exists()
