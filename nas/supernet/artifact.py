@@ -125,12 +125,21 @@ def _mismatch(found: dict[str, Any], expected: dict[str, Any]) -> Optional[str]:
                 f" training images), not on {expected['dataset']['name']} "
                 f"({expected['dataset']['train_images']})")
     if found["space"] != expected["space"]:
+        for field in ("stem_channels", "head_channels", "activation"):
+            have, want = found["space"].get(field), expected["space"][field]
+            if have != want:
+                return (f"was trained over another space ({field} {have} where this space "
+                        f"has {want})")
+        stages = len(found["space"]["stages"]), len(expected["space"]["stages"])
+        if stages[0] != stages[1]:
+            return (f"was trained over another space ({stages[0]} stages where this space "
+                    f"has {stages[1]})")
         for index, (have, want) in enumerate(zip(found["space"]["stages"],
                                                  expected["space"]["stages"])):
             if have != want:
-                field = next(k for k in want if have.get(k) != want[k])
+                field = next(k for k in sorted({*have, *want}) if have.get(k) != want.get(k))
                 return (f"was trained over another space (stage {index + 1} {field} "
-                        f"{have.get(field)} where this space has {want[field]})")
+                        f"{have.get(field)} where this space has {want.get(field)})")
         return "was trained over another space"
     for setting in ("resolution", "val_size", "seed"):
         if found["settings"].get(setting) != expected["settings"][setting]:
@@ -171,8 +180,13 @@ def load_artifact(path: PathLike, space: SearchSpace, expected: dict[str, Any]
 def build_lock(path: PathLike) -> Iterator[None]:
     """Hold the exclusive build lock of the artifact at ``path`` (waits for it)."""
     lock = Path(f"{path}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as handle:
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+")
+    except OSError as error:
+        raise SupernetError(f"cannot create the supernet's lock file {str(lock)!r}: "
+                            f"{error.strerror or error}") from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -62,7 +62,8 @@ def test_train_reuses_refuses_and_rebuilds_through_the_command(tmp_path, capsys)
     other = _space_file(tmp_path / "other", head_channels=48)
     assert main(_train_args(other, out)) == 2
     error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "was trained over another space" in error
+    assert error.count("\n") == 1
+    assert "was trained over another space (head_channels 32 where this space has 48)" in error
     assert out.read_bytes() == before
 
     # Truncated: a search refuses it in one line and overwrites nothing ...
@@ -88,7 +89,7 @@ def test_a_file_that_is_not_a_supernet_is_never_overwritten(tmp_path, capsys):
     assert out.read_bytes() == before
 
 
-def test_an_artifact_of_another_dataset_is_refused_in_one_line(tmp_path):
+def test_an_artifact_of_another_dataset_space_or_split_is_refused_in_one_line(tmp_path):
     settings = SupernetSettings(**TINY_SETTINGS)
     evaluator = make_evaluator("supernet", space=tiny_space(), runs_dir=tmp_path,
                                supernet_settings=settings)
@@ -99,6 +100,11 @@ def test_an_artifact_of_another_dataset_is_refused_in_one_line(tmp_path):
     assert str(refused.value).endswith("(same --space, --dataset and settings)")
     assert "was trained on fashion-mnist (60000 training images), not on cifar10 (50000)" \
         in str(refused.value) and "\n" not in str(refused.value)
+    other_stage = json.loads(json.dumps(evaluator.key))
+    other_stage["space"]["stages"][2]["kernel_size"] = [3]
+    with pytest.raises(SupernetError, match=r"was trained over another space \(stage 3 "
+                       r"kernel_size \[3, 5\] where this space has \[3\]\)"):
+        load_artifact(evaluator.path, tiny_space(), other_stage)
     other_split = json.loads(json.dumps(evaluator.key))
     other_split["settings"]["seed"] = 1
     with pytest.raises(SupernetError, match="trained with seed 0, this evaluation uses 1"):
