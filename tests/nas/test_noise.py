@@ -47,3 +47,12 @@ def test_a_lead_equal_to_the_error_is_within_noise_and_unknown_noise_says_so():
     assert unknown.beyond_noise is None and "noise unknown" in unknown.text
     # A trailing "leader" is never beyond noise.
     assert verdict(0.80, 0.001, 0.90, 0.001).beyond_noise is False
+
+
+def test_every_evaluator_states_its_noise_or_that_it_is_unknown():
+    from nas.evaluators import make_evaluator
+
+    proxy = make_evaluator("proxy-train", val_size=400, subset=300, resolution=16)
+    assert proxy.noise(0.87) == pytest.approx(math.sqrt(0.87 * 0.13 / 400))
+    # A zero-cost score has no measured spread yet: None, never a made-up number.
+    assert make_evaluator("naswot", val_size=400, resolution=16).noise(1234.5) is None
