@@ -28,9 +28,9 @@ def test_show_table_and_space(capsys):
     assert rows == ["stem", "1", "2", "3", "4", "5", "6", "7", "head"]
     assert main(["show", "--space", str(MBCONV_SPACE_PATH)]) == 0
     assert "33,853,318,889,472 distinct genomes" in capsys.readouterr().out
-    assert main(["show", "--space"]) == 0  # with conv op and skip op: 4 x as many per stage
+    assert main(["show", "--space"]) == 0  # with conv op (stages 1-3) and skip op
     out = capsys.readouterr().out
-    assert f"{33_853_318_889_472 * 4 ** 7:,} distinct genomes" in out
+    assert f"{33_853_318_889_472 * 4 ** 3 * 2 ** 4:,} distinct genomes" in out
     assert "[mbconv, fused]" in out and "[identity, none]" in out
 
 

@@ -8,7 +8,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from space import SearchSpace, build, cost, graph, presets
-from space.search_space import DEFAULT_SPACE_PATH
+from space.search_space import MBCONV_SPACE_PATH
 
 
 def torch_counts(genome, resolution, num_classes, in_channels):
@@ -85,9 +85,10 @@ def test_cost_scales_with_resolution_and_defaults_to_genome_resolution():
 
 
 def _ops_space(tmp_path, conv_op, skip_op):
-    text = DEFAULT_SPACE_PATH.read_text()
-    text = text.replace('conv_op = ["mbconv", "fused"]', f"conv_op = {conv_op}")
-    text = text.replace('skip_op = ["identity", "none"]', f"skip_op = {skip_op}")
+    """The space before the ops existed, with these ops on every stage (the default space
+    fuses only the first three)."""
+    text = MBCONV_SPACE_PATH.read_text().replace(
+        "[choices]", f"[choices]\nconv_op = {conv_op}\nskip_op = {skip_op}")
     path = tmp_path / "ops.toml"
     path.write_text(text)
     return SearchSpace.from_file(path)

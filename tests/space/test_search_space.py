@@ -22,12 +22,12 @@ def test_size_counts_distinct_choices():
     assert space.stages[0].out_channels == (16, 24)
     assert space.stages[3].out_channels == (64, 80, 104)
     assert space.size() == 48 * 72 * 108 * 108 * 108 * 108 * 72
-    # the default space adds MnasNet's conv op (MBConv, Fused-MBConv) and skip op
-    # (identity, none) to every stage: 4 times as many stages
+    # the default space adds MnasNet's skip op (identity, none) to every stage and its conv
+    # op (MBConv, Fused-MBConv) to the first three
     default = SearchSpace.default()
-    assert default.stages[0].conv_op == ("mbconv", "fused")
-    assert default.stages[0].skip_op == ("identity", "none")
-    assert default.size() == space.size() * 4 ** 7
+    assert [c.conv_op for c in default.stages] == [("mbconv", "fused")] * 3 + [("mbconv",)] * 4
+    assert all(c.skip_op == ("identity", "none") for c in default.stages)
+    assert default.size() == space.size() * 4 ** 3 * 2 ** 4
 
 
 def test_sample_uses_one_named_parameter_per_stage_choice():
@@ -38,7 +38,8 @@ def test_sample_uses_one_named_parameter_per_stage_choice():
     assert space.contains(genome)
     assert set(trial.params) == {f"stage{i}_{f}" for i in range(1, 8) for f in
                                  ("kernel_size", "expand_ratio", "se_ratio", "num_layers",
-                                  "out_channels", "conv_op", "skip_op")}
+                                  "out_channels", "skip_op")} | {
+        f"stage{i}_conv_op" for i in range(1, 4)}
     assert space.genome_from_params(trial.params) == genome
 
 
