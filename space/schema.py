@@ -56,7 +56,11 @@ REQUIRED: Any = _Required()
 
 
 def field_error(field: str, value: Any, expected: str) -> GenomeError:
-    return GenomeError(f"genome field '{field}' = {value!r}: {expected}")
+    """The error naming ``field``; its ``expected`` attribute is the rule alone, for the
+    messages of space files that quote the value in their own words."""
+    error = GenomeError(f"genome field '{field}' = {value!r}: {expected}")
+    error.expected = expected
+    return error
 
 
 def require_int(field: str, value: Any, *, minimum: int, maximum: int) -> int:

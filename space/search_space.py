@@ -288,10 +288,9 @@ def _field_options(field: StageField, merged: Mapping[str, Any], where: str) -> 
     if field.skeleton:
         base = merged[field.name]
         try:
-            field.check(f"{where}.{field.name}", base)
+            field.check(field.name, base)
         except GenomeError as error:
-            reason = str(error).split(": ", 1)[-1]
-            raise SpaceError(f"{where}.{field.name} = {base!r}; {reason}") from None
+            raise SpaceError(f"{where}.{field.name} = {base!r}; {error.expected}") from None
     if not field.searched:
         return (base,)
     if field.choice_key not in merged:  # a choice added after version 1: today's meaning
@@ -335,7 +334,7 @@ def _check_every_value(choices: StageChoices, where: str) -> None:
     for field in STAGE_FIELDS:
         for value in choices.options[field.name]:
             try:
-                field.check(f"stage.{field.name}", value)
+                field.check(field.name, value)
             except GenomeError as error:
-                reason = str(error).split(": ", 1)[-1]  # past "genome field 'stage.x' = v"
-                raise SpaceError(f"{where}.{field.name} includes {value!r}: {reason}") from None
+                raise SpaceError(f"{where}.{field.name} includes {value!r}: "
+                                 f"{error.expected}") from None
