@@ -209,8 +209,8 @@ def copy_search_run(best: Path, out: Path) -> Path:
     from nas.run import RunFolder
 
     folder = out / "baseline"
-    for name in (RunFolder.BEST_JSON, RunFolder.TRIALS_CSV, RunFolder.REPORT_HTML,
-                 RunFolder.PARETO_JSON, RunFolder.STUDY_DB):
+    for name in (RunFolder.best_json, RunFolder.trials_csv, RunFolder.report_html,
+                 RunFolder.pareto_json, RunFolder.study_db):
         source = best.parent / name
         if source.is_file() and source.stat().st_size < 8_000_000:
             atomic_write_bytes(folder / name, source.read_bytes())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import optuna
 from optuna.storages import BaseStorage
@@ -36,6 +36,17 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
 
 
+class _File:
+    """A file of the run folder: read on the class, its name (``RunFolder.best_json`` is
+    "best.json"); read on a folder, its path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, folder: Optional["RunFolder"], owner: type) -> Any:
+        return self.name if folder is None else folder.path / self.name
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """The files of one run folder; ``storage_url`` is ``--storage`` when the study lives
@@ -44,45 +55,17 @@ class RunFolder:
     path: Path
     storage: Optional[str] = None
 
-    STUDY_DB = "study.db"
-    ARTIFACTS = "artifacts"
-    BEST_JSON = "best.json"
-    TRIALS_CSV = "trials.csv"
-    PARETO_JSON = "pareto.json"
-    REPORT_HTML = "report.html"
-    LATENCY_JSON = "latency.json"
+    study_db = _File("study.db")
+    artifacts = _File("artifacts")  # optuna-dashboard's artifact store (a folder)
+    best_json = _File("best.json")
+    trials_csv = _File("trials.csv")
+    pareto_json = _File("pareto.json")
+    report_html = _File("report.html")
+    latency_json = _File("latency.json")
 
     @property
     def storage_url(self) -> str:
-        return self.storage or sqlite_url(self.path / self.STUDY_DB)
-
-    @property
-    def study_db(self) -> Path:
-        return self.path / self.STUDY_DB
-
-    @property
-    def artifacts(self) -> Path:
-        return self.path / self.ARTIFACTS
-
-    @property
-    def best_json(self) -> Path:
-        return self.path / self.BEST_JSON
-
-    @property
-    def trials_csv(self) -> Path:
-        return self.path / self.TRIALS_CSV
-
-    @property
-    def pareto_json(self) -> Path:
-        return self.path / self.PARETO_JSON
-
-    @property
-    def report_html(self) -> Path:
-        return self.path / self.REPORT_HTML
-
-    @property
-    def latency_json(self) -> Path:
-        return self.path / self.LATENCY_JSON
+        return self.storage or sqlite_url(self.study_db)
 
     def open_storage(self) -> BaseStorage:
         """The study's storage, opened for writing; the folder is created if missing.
@@ -122,7 +105,7 @@ def _run_folder_url(run_dir: str | os.PathLike) -> tuple[Path, str]:
                             "by `nas search` (runs/<study>) or --storage URL --study NAME")
     run = RunFolder(folder)
     if not run.study_db.is_file():
-        raise StudyNotFound(f"folder {str(folder)!r} holds no study ({RunFolder.STUDY_DB} is "
+        raise StudyNotFound(f"folder {str(folder)!r} holds no study ({RunFolder.study_db} is "
                             "missing); pass a folder made by `nas search` (runs/<study>) or "
                             "--storage URL --study NAME")
     return folder, run.storage_url
@@ -164,7 +147,7 @@ def locate_study(*, run_dir: Optional[str | os.PathLike] = None, storage: Option
     elif study not in names:
         raise StudyNotFound(f"storage {mask_url(storage)} has no study {study!r}; it has: "
                             f"{', '.join(sorted(names)) or 'none'}")
-    if folder is None and database is not None and database.name == RunFolder.STUDY_DB:
+    if folder is None and database is not None and database.name == RunFolder.study_db:
         folder = database.parent  # a run folder reached through its URL: its artifacts too
     return StudyLocation(storage_url=storage, study_name=study, run_dir=folder)
 

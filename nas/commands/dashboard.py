@@ -7,8 +7,9 @@ import sys
 
 from ..common import UsageError
 from ..dashboard import LOOPBACK, serve
-from ..run import locate_study, open_study
+from ..run import open_study
 from ..study_view import count_screened
+from .location import add_location_arguments, locate
 
 EXAMPLES = """\
 examples:
@@ -29,12 +30,7 @@ def register(subparsers) -> None:
         description="Start optuna-dashboard on a study's storage, on 127.0.0.1 unless --host "
                     "says otherwise, and print its URL.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
-                        help="a run folder made by `nas search` (runs/<study>)")
-    parser.add_argument("--storage", metavar="URL", help="an Optuna storage URL (sqlite:///..., "
-                        "postgresql://...) or journal:PATH, instead of a run folder")
-    parser.add_argument("--study", metavar="NAME", help="study name (needed when the storage "
-                        "holds several)")
+    add_location_arguments(parser)
     parser.add_argument("--host", default=LOOPBACK, help="address to listen on (default "
                         f"{LOOPBACK}: this machine only)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
@@ -44,9 +40,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is not a port number (1-65535, or 0 for a free one)")
-    if args.run_dir is None and args.storage is None:
-        raise UsageError("give a run folder (nas dashboard runs/<study>) or --storage URL")
-    location = locate_study(run_dir=args.run_dir, storage=args.storage, study=args.study)
+    location = locate(args, "dashboard")
     screened = count_screened(open_study(location))
 
     def ready(url: str) -> None:

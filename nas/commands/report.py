@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from ..common import UsageError, check_writable_dir
-from ..run import RunFolder, locate_study
+from ..run import RunFolder
 from ..outputs import check_target
 from ..report import collect, write_report
+from .location import add_location_arguments, locate
 
 EXAMPLES = """\
 examples:
@@ -31,21 +32,14 @@ def register(subparsers) -> None:
                     "the best architecture (diagram and table), trial states and durations, "
                     "and scaled families when the run folder holds any.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
-                        help="a run folder made by `nas search` (runs/<study>)")
-    parser.add_argument("--storage", metavar="URL", help="an Optuna storage URL or "
-                        "journal:PATH, instead of a run folder")
-    parser.add_argument("--study", metavar="NAME", help="study name (needed when the storage "
-                        "holds several)")
+    add_location_arguments(parser)
     parser.add_argument("--out", metavar="FILE", help="the HTML file (default: "
                         "RUN_DIR/report.html)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.run_dir is None and args.storage is None:
-        raise UsageError("give a run folder (nas report runs/<study>) or --storage URL")
-    location = locate_study(run_dir=args.run_dir, storage=args.storage, study=args.study)
+    location = locate(args, "report")
     if args.out is not None:
         out = Path(args.out)
         if out.is_dir() or out.suffix.lower() not in (".html", ".htm"):
