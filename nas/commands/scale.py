@@ -91,8 +91,9 @@ def register(subparsers) -> None:
     grid.add_argument("--evaluator", default="naswot", metavar="NAME",
                       help="proxy evaluator that scores each phi = 1 model: naswot (default), "
                            "synflow, grad-norm or proxy-train")
-    grid.add_argument("--dataset", default="fashion-mnist",
-                      help="dataset for the evaluator (default fashion-mnist)")
+    grid.add_argument("--dataset",
+                      help="dataset for the evaluator (default: the one the genome was searched "
+                           "on, which a searched best.json records; else fashion-mnist)")
     grid.add_argument("--data", dest="data_dir", metavar="DIR",
                       help="dataset folder (default: the dataset's standard location)")
     # The proxy protocol's options and defaults are ProxySettings', as in `nas search`.
@@ -237,7 +238,8 @@ def _grid(args: argparse.Namespace, genome: Genome, context: CostContext) -> Gri
 
     with usage_errors(ProxySettings, prefix="proxy-", flags=_BATCH_FLAG):
         proxy = from_args(ProxySettings, args, prefix="proxy-")
-    evaluator = make_evaluator(args.evaluator, dataset=args.dataset, data_dir=args.data_dir,
+    dataset = args.dataset or (genome.context.dataset if genome.context else "fashion-mnist")
+    evaluator = make_evaluator(args.evaluator, dataset=dataset, data_dir=args.data_dir,
                                proxy=proxy, batch_size=args.proxy_batch_size, seed=args.seed)
     result = grid_search(genome, nan_on_failure(evaluator),
                          candidates=_parse_values(args.grid_values), tolerance=args.tolerance,

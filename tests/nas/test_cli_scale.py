@@ -11,7 +11,7 @@ from nas.cli import main
 from nas.commands.scale import parse_phis
 from nas.common import UsageError
 from scaling import Coefficients, scale
-from space import Genome, presets
+from space import Genome, SearchContext, presets
 from space.search_space import MBCONV_SPACE_PATH
 
 B0 = presets.get("efficientnet-b0")
@@ -196,6 +196,12 @@ def test_grid_proxy_options_are_the_proxy_settings(tmp_path, capsys, monkeypatch
     out = tmp_path / "grid"
     assert main(["scale", "--genome", "mnasnet-a1", "--grid", "--out", str(out)]) == 2
     assert asked[-1]["proxy"] == ProxySettings() and asked[-1]["batch_size"] is None
+    assert asked[-1]["dataset"] == "fashion-mnist"
+    searched = tmp_path / "best.json"  # searched on CIFAR-10: the grid scores it there
+    searched.write_text(dataclasses.replace(
+        presets.get("mnasnet-a1"), context=SearchContext("cifar10", 3, 10)).to_json())
+    assert main(["scale", "--genome", str(searched), "--grid", "--out", str(out)]) == 2
+    assert asked[-1]["dataset"] == "cifar10"
     assert main(["scale", "--genome", "mnasnet-a1", "--grid", "--proxy-epochs", "2",
                  "--batch-size", "16", "--out", str(out)]) == 2
     assert asked[-1]["proxy"] == ProxySettings(epochs=2, batch_size=16)
