@@ -64,11 +64,11 @@ def teacher(space: SearchSpace) -> Genome:
     depth and width of every stage), with the space's first conv op (MBConv in the
     default space) and residuals wherever the space offers them.
 
-    Not :meth:`SearchSpace.largest`, whose all-fused network costs 9x the multiply-adds
-    of the all-MBConv one in the default space (247 M against 27 M at 32 px, 94 M
-    parameters against 10 M) and would make every sandwich step that much slower; the
-    fused candidates train through the random sub-networks. Its skip op "none" would
-    only make the deepest network harder to train and adds no weights."""
+    Not :meth:`SearchSpace.largest`, whose Fused-MBConv stages cost 4.4x the
+    multiply-adds of the all-MBConv network in the default space (119 M against 27 M at
+    32 px) and would make every sandwich step 2.4x dearer; the fused candidates
+    train through the random sub-networks. Its skip op "none" would only make the
+    deepest network harder to train and adds no weights."""
     largest = space.largest()
     stages = []
     for stage, choices in zip(largest.stages, space.stages):

@@ -103,10 +103,15 @@ def test_a_choice_the_supernet_does_not_share_is_refused_in_one_line(monkeypatch
 def test_the_default_space_is_one_supernet():
     space = SearchSpace.default()
     supernet = Supernet(space, num_classes=10, in_channels=1)
-    # One candidate block per conv op at every layer of the largest network (B0's 16
-    # blocks and one more per stage).
-    assert len(supernet.net.blocks) == 23 and len(supernet.candidates) == 23
-    genome = space.random_genome(random.Random(3))
+    # One candidate block for the other conv op at every layer of the stages offering
+    # both (stages 1-3 of the default space: 2 + 3 + 3 layers at most).
+    both = [index for index, c in enumerate(space.stages) if len(c.options["conv_op"]) == 2]
+    assert both and len(supernet.candidates) == sum(
+        space.largest().stages[index].num_layers for index in both)
+    assert len(supernet.net.blocks) == space.largest().num_blocks
+    rng = random.Random(3)
+    genome = next(g for g in iter(lambda: space.random_genome(rng), None)
+                  if {s.conv_op for s in g.stages[:3]} == {"mbconv", "fused"})
     model = supernet.extract(genome).eval()
     inputs = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
