@@ -157,22 +157,26 @@ def load_artifact(path: PathLike, space: SearchSpace, expected: dict[str, Any]
     try:
         key = json.loads(payload["key"])
         why = _mismatch(key, expected)
+        training = json.loads(payload.get("training") or "{}")
     except (KeyError, TypeError, ValueError, AttributeError):
         raise CorruptArtifact(f"supernet {str(path)!r} is corrupt (its key is unreadable); "
-                            f"rebuild it with `nas supernet train --out {path}`") from None
+                              f"rebuild it with `nas supernet train --out {path}`") from None
     if why:
         raise SupernetError(f"supernet {str(path)!r} {why}; train one for this evaluation "
                             "with `nas supernet train` (same --space, --dataset and settings)")
-    supernet = Supernet(space, num_classes=payload.get("num_classes"),
-                        in_channels=payload.get("in_channels"))
     try:
+        supernet = Supernet(space, num_classes=payload["num_classes"],
+                            in_channels=payload["in_channels"])
         supernet.load_state_dict(payload["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
-        raise CorruptArtifact(f"supernet {str(path)!r} weights do not fit its space ({first}); "
-                            f"rebuild it with `nas supernet train --out {path}`") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:
+        # torch's first line only says "Error(s) in loading state_dict for Supernet:".
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        lines = [line for line in lines if not line.endswith(":")] or [type(error).__name__]
+        raise CorruptArtifact(f"supernet {str(path)!r} weights do not fit its space "
+                              f"({lines[0][:120]}); rebuild it with `nas supernet train "
+                              f"--out {path}`") from None
     metadata = {"key": key, "normalization": payload.get("normalization"),
-                "training": json.loads(payload.get("training") or "{}")}
+                "training": training}
     return supernet.eval(), metadata
 
 

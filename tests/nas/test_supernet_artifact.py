@@ -17,7 +17,8 @@ from nas.cli import main
 from nas.data import load_dataset
 from nas.evaluators import make_evaluator
 from nas.supernet import SupernetError, SupernetSettings
-from nas.supernet.artifact import build_lock, default_path, load_artifact, supernet_key
+from nas.supernet.artifact import CorruptArtifact, build_lock, default_path, load_artifact, \
+    supernet_key
 
 from _supernet_space import TINY_SETTINGS, TINY_SPACE, tiny_space
 
@@ -109,6 +110,12 @@ def test_an_artifact_of_another_dataset_space_or_split_is_refused_in_one_line(tm
     other_split["settings"]["seed"] = 1
     with pytest.raises(SupernetError, match="trained with seed 0, this evaluation uses 1"):
         load_artifact(evaluator.path, tiny_space(), other_split)
+    # Readable, of this space, but its weights do not fit (a tensor missing): corrupt.
+    payload = torch.load(evaluator.path, weights_only=True)
+    payload["state_dict"].pop("net.classifier.bias")
+    torch.save(payload, evaluator.path)
+    with pytest.raises(CorruptArtifact, match=r"weights do not fit its space \(Missing key"):
+        load_artifact(evaluator.path, tiny_space(), evaluator.key)
 
 
 _WORKER = """
