@@ -96,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from space import SearchSpace
 
     from ..supernet.evaluator import SupernetEvaluator
+    from ..supernet.training import teacher
     from ..train import configure_threads
 
     settings = settings_from_args(args)
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         verb += f" (resumed at step {training['resumed_at_step']})"
     print(f"supernet {evaluator.path}: {verb}; {training.get('steps')} steps in "
           f"{training.get('seconds', 0):.0f} s ({training.get('images_per_second')} img/s)")
-    for label, genome in (("largest", space.largest()), ("smallest", space.smallest())):
+    for label, genome in (("largest", teacher(space)), ("smallest", space.smallest())):
         accuracy = evaluator.evaluate(genome)
         print(f"  {label} sub-network: validation accuracy {accuracy:.4f} "
               f"+- {evaluator.noise(accuracy):.4f}")
