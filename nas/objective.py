@@ -28,8 +28,9 @@ from .search_config import SearchConfig
 from .settings import SettingError
 from .signals import StopRequested
 from .storage import is_requeued_copy
-from .trial import (TrialRecord, budget_holders, genome_digest, not_evaluated, record_failure,
-                    record_genome, record_prescreen, record_result)
+from .references import evaluate_reference
+from .trial import (NOISE, REFERENCE, TrialRecord, budget_holders, not_evaluated,
+                    record_failure, record_genome, record_prescreen, record_result)
 
 __all__ = ["Pricing", "Objective", "check_space_fits"]
 
@@ -89,21 +90,28 @@ class Objective:
         self.best_reward = -math.inf
 
     def learn(self, trials: list[FrozenTrial]) -> None:
-        """Take note of the genomes evaluated or rejected so far, and the best reward."""
+        """Take note of the genomes evaluated or rejected so far, and the best reward of
+        the searched ones. A reference network scored by this search's evaluator is
+        reused like any genome; one trained at another fidelity is not."""
         for trial in trials:
             record = TrialRecord(trial)
             digest = record.attrs.get("digest")
-            if record.state in ("complete", "reference") and digest is not None:
+            if digest is not None and (record.state == "complete" or (
+                    record.state == "reference"
+                    and record.attrs.get("evaluator") == self.config.evaluator)):
                 self.digests.setdefault(digest, trial)
             if record.state == "prescreened" and digest is not None:
                 self.prescreened.setdefault(digest, trial)
-            if record.state in ("complete", "reused", "reference") and record.reward is not None:
+            if record.state in ("complete", "reused") and record.reward is not None:
                 self.best_reward = max(self.best_reward, record.reward)
 
     def __call__(self, trial: optuna.Trial):
         """The objective; a stop request during it prunes the trial as interrupted (it then
         holds no share of the budget, and Optuna logs no traceback for a pruned trial)."""
         try:
+            name = trial.user_attrs.get(REFERENCE)  # a queued reference network
+            if name is not None:
+                return evaluate_reference(self, trial, name)
             return self._evaluate(trial)
         except StopRequested as stop:
             raise not_evaluated(trial, "interrupted", f"interrupted by {stop} during its "
@@ -123,17 +131,18 @@ class Objective:
         self._claim_budget(trial)
         started = time.perf_counter()
         if previous is not None:
-            accuracy = previous.user_attrs["accuracy"]
+            accuracy, noise = previous.user_attrs["accuracy"], previous.user_attrs.get(NOISE)
         else:
             try:
                 accuracy = self.evaluator.evaluate(genome, on_epoch=self._pruning_callback(trial))
             except EvaluationFailed as error:
                 record_failure(trial, str(error))
                 raise
+            noise = self.evaluator.noise(accuracy)
         score = reward(accuracy, value, self.reward_spec)
         record_result(trial, accuracy=accuracy, reward=score,
                       eval_seconds=time.perf_counter() - started,
-                      reused_from=None if previous is None else previous.number)
+                      reused_from=None if previous is None else previous.number, noise=noise)
         trial_notes.write_trial_note(trial, genome, costs, accuracy=accuracy, reward=score,
                                      resolution=self.pricing.resolution)
         trial_notes.attach_trial_artifacts(self.study, trial, genome, self.artifacts)

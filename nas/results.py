@@ -1,6 +1,8 @@
-"""What a search leaves in its run folder besides the study: ``best.json``, ``trials.csv``
-and, for a multi-objective study, ``pareto.json`` (names: :class:`nas.run.RunFolder`),
-and the :class:`SearchResult` the search returns."""
+"""What a search leaves in its run folder besides the study: ``best.json``, ``trials.csv``,
+``selection.json`` (best.json's metadata: how it was chosen and whether its lead over the
+runner-up and the reference networks is beyond noise, :mod:`nas.selection`; best.json
+itself stays a plain genome file) and, for a multi-objective study, ``pareto.json``
+(names: :class:`nas.run.RunFolder`), and the :class:`SearchResult` the search returns."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from space import Genome, GenomeError, SearchContext
 from .common import json_bytes
 from .outputs import publish
 from .run import RunFolder
+from .selection import Selection, select
 from .trial import TrialRecord, state_counts
 
 __all__ = ["SearchResult", "write_outputs", "pareto_front", "CSV_COLUMNS"]
@@ -38,13 +41,14 @@ class SearchResult:
     interrupted: bool = False
     out_of_time: bool = False  # stopped by --timeout before the trial budget was used
     latency_measured: list[dict] = field(default_factory=list)  # metric latency: best, measured
+    selection: Optional[Selection] = None  # how best was chosen, and its lead's verdicts
 
 
-CSV_COLUMNS = ("number", "state", "reward", "accuracy", "flops", "params", "activations",
-               "cost", "latency_predicted", "eval_seconds", "duration_s", "reused_from",
-               "note", "genome")
+CSV_COLUMNS = ("number", "state", "reward", "accuracy", "noise", "flops", "params",
+               "activations", "cost", "latency_predicted", "eval_seconds", "duration_s",
+               "reused_from", "note", "genome")
 # Columns copied from the trial's user attributes as they are ("" when missing).
-_ATTR_COLUMNS = ("reward", "accuracy", "flops", "params", "activations", "cost",
+_ATTR_COLUMNS = ("reward", "accuracy", "noise", "flops", "params", "activations", "cost",
                  "latency_predicted", "eval_seconds", "reused_from")
 
 
@@ -108,10 +112,14 @@ def write_outputs(study: optuna.Study, run_dir: Path) -> SearchResult:
              "genome": t.user_attrs["genome"]} for t in result.pareto]})
         candidates = result.pareto  # best.json: the front member the reward prefers
     else:
-        candidates = scored
-    result.best = max(candidates, key=lambda t: t.user_attrs["reward"])
-    best = _with_context(TrialRecord(result.best).genome, study.user_attrs)
+        candidates = None
+    # The best reward (confirmed, where the study holds confirmed scores), with its verdicts.
+    result.selection = select(records, study.user_attrs, candidates and [
+        TrialRecord(t) for t in candidates])
+    result.best = result.selection.best.record.frozen
+    best = _with_context(result.selection.best.record.genome, study.user_attrs)
     files[folder.best_json] = (best.to_json() + "\n").encode()
+    files[folder.selection_json] = json_bytes(result.selection.to_dict())
     publish(files)
     return result
 

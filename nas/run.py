@@ -58,6 +58,7 @@ class RunFolder:
     study_db = _File("study.db")
     artifacts = _File("artifacts")  # optuna-dashboard's artifact store (a folder)
     best_json = _File("best.json")
+    selection_json = _File("selection.json")  # why best.json was chosen (nas.selection)
     trials_csv = _File("trials.csv")
     pareto_json = _File("pareto.json")
     report_html = _File("report.html")

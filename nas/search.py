@@ -34,8 +34,10 @@ from space import SearchSpace
 
 from . import trial_notes
 from .common import die_with_parent, format_count
+from .confirm import confirm_top
 from .objective import Objective, Pricing, check_space_fits
 from .outputs import passing_machine_faults
+from .references import enqueue_references, waiting_references
 from .protocol import EvaluationFailed
 from .results import SearchResult, write_outputs
 from .run import RunFolder
@@ -129,6 +131,7 @@ class _Search:
         stop_handling = contextlib.ExitStack()
         stop_handling.enter_context(handle_signals(graceful=True))
         try:
+            self._run_references()
             while True:
                 check_stop()
                 remaining = (None if not config.timeout
@@ -144,9 +147,8 @@ class _Search:
                     used = self._refresh()
                     continue
                 trial = self._one_trial()
-                if trial is not None and trial.state == TrialState.COMPLETE \
-                        and "eval_seconds" in trial.user_attrs and "reused_from" not in \
-                        trial.user_attrs and trial.duration is not None:
+                if trial is not None and TrialRecord(trial).state == "complete" \
+                        and "eval_seconds" in trial.user_attrs and trial.duration is not None:
                     evaluated_seconds.append(trial.duration.total_seconds())
                 if trial is not None and "screened" in trial.user_attrs \
                         and self.screened_in_a_row % 20:
@@ -166,6 +168,16 @@ class _Search:
         result.interrupted = interrupted
         result.out_of_time = out_of_time
         return result
+
+    def _run_references(self) -> None:
+        """Evaluate the reference networks this study lacks (:mod:`nas.references`): queued
+        in the storage, then run by whichever worker takes them, this one first."""
+        enqueue_references(self.study, self.config.reference_names)
+        for _ in range(waiting_references(self.study)):
+            check_stop()
+            if not waiting_references(self.study):
+                break
+            self._one_trial()
 
     def _budget_spent(self, remaining: Optional[float]) -> bool:
         """With the budget used, whether this worker is done: trials running elsewhere
@@ -251,7 +263,7 @@ def run_search(config: SearchConfig, *, jobs: int = 1) -> SearchResult:
     share the study through its storage, each with a share of the CPU threads."""
     search = _Search(config)
     if jobs <= 1:
-        return _measure_latency(search, search.run())
+        return _measure_latency(search, _confirm(search, search.run()))
     import multiprocessing
     import os
 
@@ -279,7 +291,28 @@ def run_search(config: SearchConfig, *, jobs: int = 1) -> SearchResult:
     # The other workers may have finished trials after this one wrote its outputs.
     final = write_outputs(search.study, search.run_dir)
     final.wall_seconds, final.interrupted = result.wall_seconds, result.interrupted
-    return _measure_latency(search, final)
+    final.out_of_time = result.out_of_time
+    return _measure_latency(search, _confirm(search, final))
+
+
+def _confirm(search: _Search, result: SearchResult) -> SearchResult:
+    """With ``--confirm-top``, once the budget is spent: confirm the best genomes and the
+    references (:mod:`nas.confirm`) and write the outputs again, chosen by confirmed reward."""
+    if not search.config.confirm_top or result.interrupted or result.out_of_time:
+        return result
+    started = time.monotonic()
+    interrupted = False
+    with handle_signals(graceful=True):
+        try:
+            confirm_top(search.study, search.config, quiet=search.config.quiet)
+        except BaseException as error:
+            if not stopped(error):
+                raise
+            interrupted = True  # the seeds trained so far are kept: a rerun goes on
+    final = write_outputs(search.study, search.run_dir)
+    final.wall_seconds = result.wall_seconds + time.monotonic() - started
+    final.interrupted = interrupted
+    return final
 
 
 def _measure_latency(search: _Search, result: SearchResult) -> SearchResult:

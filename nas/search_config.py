@@ -16,7 +16,7 @@ from .protocol import EVALUATORS, PRESCREENS
 from .settings import ProxySettings, SettingError, Settings, setting
 
 __all__ = ["SearchConfig", "METRICS", "SAMPLERS", "PRUNERS", "DEFAULT_TRIALS",
-           "DEFAULT_TIMEOUT", "IDENTITY_ATTRS", "default_study_name", "check_study_name"]
+           "DEFAULT_TIMEOUT", "IDENTITY_ATTRS", "DEFAULT_REFERENCES", "default_study_name", "check_study_name"]
 
 METRICS = ("flops", "params", "activations", "latency")
 SAMPLERS = ("tpe", "random", "nsga2", "evolution")
@@ -34,6 +34,11 @@ IDENTITY_ATTRS = ("target", "metric", "alpha", "beta", "objective", "evaluator",
                   "proxy_val_size", "latency_table")
 
 _TARGET, _EVALUATION, _STUDY = "target and reward", "evaluation", "study"
+_SELECTION = "selection of the best"
+# The hand-designed networks every study evaluates beside its search (space.presets names).
+DEFAULT_REFERENCES = "efficientnet-b0,mnasnet-a1"
+# The confirmation's training is this many times the proxy's epochs unless given.
+CONFIRM_EPOCH_FACTOR = 5
 
 
 def _proxy(name: str) -> Any:
@@ -129,6 +134,23 @@ class SearchConfig(Settings):
         None, "Optuna storage: sqlite:///PATH, postgresql://USER:PW@HOST/DB or journal:PATH "
         "(default: runs/<study>/study.db)", metavar="URL", group=_STUDY)
     runs_dir: str = setting("runs", "output folder", flags=("--runs",), group=_STUDY)
+    references: str = setting(
+        DEFAULT_REFERENCES, "hand-designed networks evaluated once per study beside the search, "
+        "outside its trial budget, by the same evaluator (by the confirmation's training where "
+        "the evaluator cannot score them, e.g. a supernet); comma-separated preset names, or "
+        "none (default %(default)s)", metavar="NAMES", group=_SELECTION)
+    # Off until the reference trainings measure what it buys (README, docs/search.md).
+    confirm_top: int = setting(
+        0, "re-train the K best genomes of the study (and the reference networks) longer, "
+        "with --confirm-seeds seeds, and choose best.json by that confirmed reward "
+        "(default 0: off, best.json is the best proxy reward)", low=0, metavar="K",
+        group=_SELECTION)
+    confirm_epochs: Optional[int] = setting(
+        None, f"epochs of the confirmation's proxy training (default {CONFIRM_EPOCH_FACTOR} x "
+        "--proxy-epochs)", low=1, metavar="N", group=_SELECTION)
+    confirm_seeds: int = setting(2, "training seeds per confirmed genome; the confirmed "
+                                 "score is their mean (default %(default)s)", low=1, high=10,
+                                 metavar="N", group=_SELECTION)
     quiet: bool = setting(False, "no progress bar")
 
     def __post_init__(self) -> None:
@@ -140,6 +162,12 @@ class SearchConfig(Settings):
         if self.sampler == "evolution" and self.objective != "single":
             raise SettingError("{sampler} evolution optimises one objective; with {objective} "
                                "multi use nsga2, tpe or random")
+        from space import presets
+
+        unknown = [name for name in self.reference_names if name not in presets.names()]
+        if unknown:
+            raise SettingError("{references}: unknown network {name!r}; choose from {known} "
+                               "or none", name=unknown[0], known=", ".join(presets.names()))
         if self.tournament_size is not None and not \
                 1 <= self.tournament_size <= self.population_size:
             raise SettingError("{tournament_size} must be between 1 and {population_size} "
@@ -150,6 +178,18 @@ class SearchConfig(Settings):
         """The proxy-train protocol of this search (batch size: the protocol's)."""
         return ProxySettings(resolution=self.proxy_resolution, subset=self.proxy_subset,
                              epochs=self.proxy_epochs, val_size=self.proxy_val_size)
+
+    @property
+    def reference_names(self) -> tuple[str, ...]:
+        """The reference networks of :attr:`references`, in order, each once."""
+        names = [name.strip() for name in self.references.split(",") if name.strip()]
+        return () if names in ([], ["none"]) else tuple(dict.fromkeys(names))
+
+    @property
+    def confirm(self) -> ProxySettings:
+        """The confirmation's protocol: the proxy's, trained :attr:`confirm_epochs`."""
+        return dataclasses.replace(self.proxy, epochs=self.confirm_epochs
+                                   or CONFIRM_EPOCH_FACTOR * self.proxy_epochs)
 
     @property
     def active_prescreen(self) -> Optional[str]:

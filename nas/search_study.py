@@ -15,9 +15,58 @@ from .run import RunFolder
 from .search_config import IDENTITY_ATTRS, SearchConfig
 from .settings import SettingError
 from .storage import StorageError, mask_url, worker_id
-from .trial import name_objectives, objective_names
+from .trial import REFERENCE, name_objectives, objective_names
 
-__all__ = ["make_sampler", "make_pruner", "open_search_study"]
+__all__ = ["make_sampler", "make_pruner", "open_search_study", "SearchedOnly"]
+
+
+class _SearchedTrials:
+    """The study as a sampler sees it: the searched trials alone. A reference network has
+    none of the space's parameters, and one such trial empties the intersection search
+    space of multivariate TPE and gives evolution a parent without genes."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list:
+        return [t for t in self._study.get_trials(*args, **kwargs) if REFERENCE not in t.user_attrs]
+
+    def _get_trials(self, *args: Any, **kwargs: Any) -> list:
+        return [t for t in self._study._get_trials(*args, **kwargs)
+                if REFERENCE not in t.user_attrs]
+
+    @property
+    def trials(self) -> list:
+        return self.get_trials()
+
+
+class SearchedOnly(optuna.samplers.BaseSampler):
+    """``sampler``, shown the study without its reference trials (:class:`_SearchedTrials`)."""
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.sampler = sampler
+
+    def infer_relative_search_space(self, study, trial):
+        return self.sampler.infer_relative_search_space(_SearchedTrials(study), trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.sampler.sample_relative(_SearchedTrials(study), trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.sampler.sample_independent(_SearchedTrials(study), trial, param_name,
+                                               param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self.sampler.before_trial(_SearchedTrials(study), trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.sampler.after_trial(_SearchedTrials(study), trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
 
 
 def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
@@ -84,7 +133,8 @@ def open_search_study(config: SearchConfig, name: str, run: RunFolder,
     directions = ["maximize", "minimize"] if config.objective == "multi" else ["maximize"]
     try:
         study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                    directions=directions, sampler=make_sampler(config, seed),
+                                    directions=directions,
+                                    sampler=SearchedOnly(make_sampler(config, seed)),
                                     pruner=make_pruner(config))
     except ValueError as error:
         raise SettingError("study {name!r}: {error}", name=name, error=error) from None

@@ -45,7 +45,7 @@ __all__ = ["STATES", "TrialRecord", "classify", "counts_against_budget", "budget
            "record_result", "record_prescreen", "record_failure",
            "GENOME", "REWARD", "ACCURACY", "COST", "SCREENED", "PRESCREEN_SCORE",
            "OVER_BUDGET", "INTERRUPTED", "REUSED_FROM", "FAIL_REASON", "REFERENCE", "WORKER",
-           "DIGEST", "EVAL_SECONDS", "COST_KEYS", "LATENCY_PREDICTED"]
+           "DIGEST", "EVAL_SECONDS", "COST_KEYS", "LATENCY_PREDICTED", "NOISE"]
 
 # The user attributes of a trial.
 GENOME = "genome"  # Genome.to_dict() of the sampled genome
@@ -55,6 +55,7 @@ COST = "cost"  # the optimised metric's value (multiply-adds, parameters, ... or
 COST_KEYS = ("flops", "params", "activations")  # analytic costs at the deployment resolution
 LATENCY_PREDICTED = "latency_predicted"  # metric latency: the table's prediction, seconds
 ACCURACY = "accuracy"  # the evaluator's score (validation accuracy or a zero-cost score)
+NOISE = "noise"  # the standard error of ACCURACY the evaluator states (absent: unknown)
 REWARD = "reward"  # the MnasNet reward of accuracy and cost
 EVAL_SECONDS = "eval_seconds"
 REUSED_FROM = "reused_from"  # number of the trial whose accuracy this one reused
@@ -128,6 +129,11 @@ class TrialRecord:
     @property
     def reward(self) -> Optional[float]:
         return _number(self.attrs.get(REWARD))
+
+    @property
+    def noise(self) -> Optional[float]:
+        """The standard error of :attr:`accuracy` (None: unknown, or a study made before)."""
+        return _number(self.attrs.get(NOISE))
 
     @property
     def cost(self) -> Optional[float]:
@@ -263,11 +269,14 @@ def record_failure(trial: optuna.Trial, reason: str) -> None:
 
 
 def record_result(trial: optuna.Trial, *, accuracy: float, reward: float, eval_seconds: float,
-                  reused_from: Optional[int] = None) -> None:
+                  reused_from: Optional[int] = None, noise: Optional[float] = None) -> None:
     """Record an evaluation: the evaluator's accuracy, the reward and the time it took (the
-    accuracy of trial ``reused_from`` when the genome was evaluated before)."""
+    accuracy of trial ``reused_from`` when the genome was evaluated before), and the
+    standard error of the accuracy where the evaluator states one."""
     if reused_from is not None:
         trial.set_user_attr(REUSED_FROM, reused_from)
+    if noise is not None:
+        trial.set_user_attr(NOISE, noise)
     trial.set_user_attr(ACCURACY, accuracy)
     trial.set_user_attr(REWARD, reward)
     trial.set_user_attr(EVAL_SECONDS, round(eval_seconds, 3))

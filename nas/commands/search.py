@@ -113,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     return exit_code() if result.interrupted else 0
 
 
+def _references(counts: dict) -> str:
+    n = counts.get("reference", 0)
+    return f", {n} reference network{'s' if n != 1 else ''} outside the budget" if n else ""
+
+
 def print_summary(result, config: SearchConfig) -> None:
     """What ``result`` (a :class:`nas.search.SearchResult`) found."""
     counts, files = result.counts, RunFolder(result.run_dir)
@@ -120,8 +125,8 @@ def print_summary(result, config: SearchConfig) -> None:
                    if config.active_prescreen else "")
     print(f"\nstudy {result.study_name}: {counts['complete']} complete "
           f"({counts['reused']} reused), {counts['pruned']} pruned, {counts['failed']} failed, "
-          f"{counts['screened']} screened outside the target window{prescreened}; "
-          f"{result.wall_seconds:.0f} s wall time")
+          f"{counts['screened']} screened outside the target window{prescreened}"
+          f"{_references(counts)}; {result.wall_seconds:.0f} s wall time")
     if result.out_of_time:
         print(f"stopped by the time budget ({config.timeout / 60:.0f} min) with "
               f"{counts['complete'] + counts['pruned'] + counts['failed']} of "
@@ -141,6 +146,8 @@ def print_summary(result, config: SearchConfig) -> None:
           f"{unit}, "
           f"{100 * (attrs['cost'] / config.target - 1):+.1f}%")
     print(genome_table(genome))
+    if result.selection is not None:
+        print("\n" + "\n".join(result.selection.lines()))
     if result.latency_measured:
         from ..latency.use import measured_table
 
@@ -152,5 +159,5 @@ def print_summary(result, config: SearchConfig) -> None:
             print(f"  trial {trial.number:4d}  {format_count(trial.user_attrs['cost']):>8}  "
                   f"accuracy {trial.user_attrs['accuracy']:.4f}")
         print(f"written: {files.pareto_json}")
-    print(f"\nwritten: {files.best_json}, {files.trials_csv}")
+    print(f"\nwritten: {files.best_json}, {files.selection_json}, {files.trials_csv}")
     print(f"next: nas scale --genome {files.best_json} --phi 0..7")
