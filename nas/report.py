@@ -33,6 +33,7 @@ from .report_figures import (METRIC_LABELS, MIN_TRIALS_FOR_IMPORTANCE, cost_figu
                              history_figure, importances_figure, pareto_front, score_label,
                              searched, states_figure)
 from .run import StudyLocation, open_study
+from .selection import select
 from .storage import mask_url
 from .study_view import count_screened, evaluated_trials
 from .trial import STATES, TrialRecord
@@ -61,6 +62,10 @@ class Report:
     best_genome: Optional[Genome] = None
     best_svg: str = ""
     resolution: int = 224
+    # How the best was chosen and whether its lead is beyond noise (nas.selection), and
+    # the reference networks' rows beside it.
+    selection: tuple[str, ...] = ()
+    references: tuple[tuple[str, ...], ...] = ()
 
 
 
@@ -105,8 +110,11 @@ def collect(location: StudyLocation) -> Report:
     resolution = int(settings.get("resolution") or 224)
     best = best_genome = None
     svg = ""
+    # The best as best.json has it: by confirmed reward where the study holds confirmations.
+    chosen = select(records, settings)
     if evaluated:
-        best = max(evaluated, key=lambda r: r.reward if r.reward is not None else r.accuracy)
+        best = chosen.best.record if chosen else max(
+            evaluated, key=lambda r: r.reward if r.reward is not None else r.accuracy)
         try:
             best_genome = best.genome
         except GenomeError as error:
@@ -122,7 +130,20 @@ def collect(location: StudyLocation) -> Report:
     return Report(study_name=location.study_name, storage=mask_url(location.storage_url),
                   settings=settings, counts=counts, figures=tuple(figures), notes=tuple(notes),
                   best=best.frozen if best_genome is not None else None, best_genome=best_genome,
-                  best_svg=svg, resolution=resolution)
+                  best_svg=svg, resolution=resolution,
+                  selection=tuple(chosen.lines()) if chosen else (),
+                  references=tuple(_reference_row(r) for r in records if r.state == "reference"))
+
+
+def _reference_row(record: TrialRecord) -> tuple[str, ...]:
+    def number(value: Optional[float], form: str) -> str:
+        return "" if value is None else format(value, form)
+
+    flops = record.costs()["flops"]
+    return (str(record.attrs.get("reference")), str(record.number),
+            str(record.attrs.get("evaluator", "")), number(record.accuracy, ".4f"),
+            number(record.noise, ".4f"), number(record.reward, ".4f"),
+            "" if flops is None else format_count(flops))
 
 
 _CSS = """
@@ -212,6 +233,14 @@ def render_html(report: Report) -> str:
                      f'{_table(("", "at " + str(report.resolution) + " px"), facts)}{table}'
                      f"<details><summary>genome JSON</summary><pre>"
                      f"{html.escape(genome.to_json())}</pre></details></div></div>")
+    if report.selection:
+        parts.append("<h2>Is the best better? Its lead against the noise of the scores</h2>")
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>"
+                                      for line in report.selection) + "</ul>")
+    if report.references:
+        parts.append("<h2>Reference networks (outside the search's budget)</h2>")
+        parts.append(_table(("network", "trial", "evaluator", "score", "standard error",
+                             "reward", "multiply-adds"), report.references, left=3))
     for figure in report.figures:
         parts.append(f"<h2>{html.escape(figure.title)}</h2>")
         parts.append(pio.to_html(plotly_figure(figure), include_plotlyjs=False, full_html=False,

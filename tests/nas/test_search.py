@@ -22,9 +22,10 @@ from nas.search import SearchConfig, budget_used, run_search
 from nas.storage import open_storage
 from space import Genome, SearchSpace, cost
 
-# Small but real: zero-cost scores on a slice of the training set.
+# Small but real: zero-cost scores on a slice of the training set; the reference networks
+# have tests of their own (test_references.py).
 FAST = ["--evaluator", "naswot", "--proxy-subset", "256", "--proxy-resolution", "32",
-        "--quiet"]
+        "--quiet", "--references", "none"]
 
 
 def search(tmp_path: Path, *extra: str) -> int:
@@ -152,7 +153,8 @@ def test_duplicate_genome_is_reused_not_evaluated_again(tmp_path):
 def test_proxy_training_search_reports_epochs(tmp_path):
     config = SearchConfig(target=400e6, evaluator="proxy-train", proxy_subset=300,
                           proxy_epochs=2, proxy_resolution=16, proxy_val_size=400, n_trials=2,
-                          runs_dir=str(tmp_path), study="proxy", quiet=True, pruner="none")
+                          runs_dir=str(tmp_path), study="proxy", quiet=True, pruner="none",
+                          references="none")
     result = run_search(config)
     assert result.counts["complete"] == 2
     study = load(tmp_path, "proxy")
@@ -173,7 +175,7 @@ def test_prescreen_trains_only_genomes_at_or_above_the_median_zero_cost_score(tm
     assert main(["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "pre",
                  "--evaluator", "proxy-train", "--proxy-subset", "300", "--proxy-epochs", "1",
                  "--proxy-resolution", "16", "--proxy-val-size", "500", "--n-trials", "4",
-                 "--pruner", "none", "--quiet"]) == 0
+                 "--pruner", "none", "--quiet", "--references", "none"]) == 0
     study = load(tmp_path, "pre")
     assert study.user_attrs["prescreen"] == "naswot"
     in_window = [t for t in study.trials if "prescreen_score" in t.user_attrs]
@@ -220,7 +222,7 @@ def test_killed_search_resumes_with_finished_trials_kept(tmp_path):
             str(tmp_path), "--study", "k", "--quiet", "--evaluator", "proxy-train",
             "--proxy-subset", "600", "--proxy-epochs", "2", "--proxy-resolution", "16",
             "--proxy-val-size", "500", "--n-trials", "2", "--pruner", "none",
-            "--cost-window", "0"]
+            "--cost-window", "0", "--references", "none"]
     worker = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     storage = f"sqlite:///{tmp_path / 'k' / 'study.db'}"
     deadline = time.monotonic() + 600
@@ -286,7 +288,7 @@ def snapshot(folder: Path) -> tuple[list, list]:
 def test_bad_search_input_exits_2_and_leaves_the_study(finished_study, extra, message):
     before = snapshot(finished_study)
     result = subprocess.run([sys.executable, "-m", "nas", "search", "--runs", str(finished_study),
-                             "--study", "keep", "--quiet", *FAST[:-1], *extra],
+                             "--study", "keep", *FAST, *extra],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
@@ -298,7 +300,7 @@ def test_outside_a_terminal_progress_is_one_line_per_trial(tmp_path, capsys):
     # capsys's stderr is not a terminal, as a log file or CI is not.
     assert main(["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "log",
                  "--evaluator", "naswot", "--proxy-subset", "256", "--cost-window", "0",
-                 "--n-trials", "4"]) == 0
+                 "--n-trials", "4", "--references", "none"]) == 0
     err = capsys.readouterr().err
     assert "\r" not in err
     lines = [line for line in err.splitlines() if line.startswith("trial ")]
