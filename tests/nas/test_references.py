@@ -1,0 +1,101 @@
+"""Reference networks in every study: evaluated once, outside the budget, shown everywhere."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nas.cli import main
+from nas.evaluators import make_evaluator
+from nas.references import enqueue_references
+from nas.trial import budget_used
+from space import Genome, cost, presets
+
+# Zero-cost scores of the whole space (no window): a trial takes a fraction of a second.
+FAST = ["--target-flops", "400M", "--evaluator", "naswot", "--cost-window", "0", "--quiet"]
+
+
+def load(runs: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / name / 'study.db'}")
+
+
+def references(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.trials if "reference" in t.user_attrs]
+
+
+def test_references_are_evaluated_once_outside_the_budget_and_shown(tmp_path, capsys):
+    assert main(["search", *FAST, "--runs", str(tmp_path), "--study", "ref",
+                 "--n-trials", "3"]) == 0
+    out = capsys.readouterr().out
+    study = load(tmp_path, "ref")
+    refs = references(study)
+    # queued first, in the order of --references, and scored by the search's evaluator
+    assert [(t.number, t.state, t.user_attrs["reference"]) for t in refs] == [
+        (0, TrialState.COMPLETE, "efficientnet-b0"), (1, TrialState.COMPLETE, "mnasnet-a1")]
+    assert budget_used(study.trials) == 3 and len(study.trials) == 5
+    b0 = refs[0].user_attrs
+    naswot = make_evaluator("naswot", seed=0)
+    assert b0["accuracy"] == naswot.evaluate(presets.get("efficientnet-b0"))
+    assert b0["flops"] == cost(presets.get("efficientnet-b0"), 224, 10, 1).flops  # 10 classes, 1 channel
+    assert b0["reward"] == pytest.approx(b0["accuracy"] * (b0["flops"] / 400e6) ** -0.07)
+    assert b0["evaluator"] == "naswot" and "noise" not in b0  # a zero-cost score's is unknown
+    assert "3 complete (0 reused)" in out and "2 reference networks outside the budget" in out
+    assert "vs efficientnet-b0 (reference, trial 0): reward " in out and "(noise unknown)" in out
+    rows = {row["number"]: row for row in csv.DictReader(open(tmp_path / "ref" / "trials.csv"))}
+    assert rows["1"]["note"] == "reference network mnasnet-a1; outside the search's budget"
+    assert rows["1"]["state"] == "COMPLETE" and float(rows["1"]["accuracy"]) == \
+        refs[1].user_attrs["accuracy"]
+    selection = json.loads((tmp_path / "ref" / "selection.json").read_text())
+    assert [r["reference"] for r in selection["references"]] == ["efficientnet-b0", "mnasnet-a1"]
+    assert selection["best"]["trial"] >= 2 and selection["basis"] == "proxy"
+    best = Genome.from_json(tmp_path / "ref" / "best.json")
+    assert best.key() == Genome.from_dict(study.trials[selection["best"]["trial"]].user_attrs[
+        "genome"]).key()
+    page = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "ref"), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "Reference networks (outside the search's budget)" in text
+    assert '<td class="l">mnasnet-a1</td><td class="l">1</td><td class="l">naswot</td>' in text
+
+    # Resumed: the references are not evaluated again, the search goes on.
+    assert main(["search", *FAST, "--runs", str(tmp_path), "--study", "ref",
+                 "--n-trials", "5"]) == 0
+    study = load(tmp_path, "ref")
+    assert [t.number for t in references(study)] == [0, 1]
+    assert budget_used(study.trials) == 5 and len(study.trials) == 7
+
+
+def test_a_reference_queued_by_two_workers_is_evaluated_once(tmp_path):
+    assert main(["search", *FAST, "--runs", str(tmp_path), "--study", "two",
+                 "--n-trials", "1", "--references", "none"]) == 0
+    study = load(tmp_path, "two")
+    # Two workers that start together both find no mnasnet-a1 and both queue it.
+    assert enqueue_references(study, ["mnasnet-a1"]) == ["mnasnet-a1"]
+    study.enqueue_trial({}, user_attrs={"reference": "mnasnet-a1"})
+    assert enqueue_references(study, ["mnasnet-a1"]) == []  # queued: nobody queues a third
+    assert main(["search", *FAST, "--runs", str(tmp_path), "--study", "two",
+                 "--n-trials", "1", "--references", "mnasnet-a1"]) == 0
+    refs = references(load(tmp_path, "two"))
+    assert [(t.number, t.state) for t in refs] == [(1, TrialState.COMPLETE),
+                                                  (2, TrialState.PRUNED)]
+    assert refs[1].user_attrs["screened"] == ("reference network mnasnet-a1 is evaluated by "
+                                              "trial 1; not evaluated twice")
+    assert "accuracy" not in refs[1].user_attrs
+    assert budget_used(load(tmp_path, "two").trials) == 1
+
+
+def test_references_option_names_presets_or_none():
+    from nas.search_config import SearchConfig
+    from nas.settings import SettingError
+
+    assert SearchConfig(target=1).reference_names == ("efficientnet-b0", "mnasnet-a1")
+    assert SearchConfig(target=1, references="none").reference_names == ()
+    assert SearchConfig(target=1, references="mnasnet-a1, mnasnet-a1").reference_names == (
+        "mnasnet-a1",)
+    with pytest.raises(SettingError, match="unknown network 'resnet50'"):
+        SearchConfig(target=1, references="efficientnet-b0,resnet50")
