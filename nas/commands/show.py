@@ -14,6 +14,7 @@ from space.stage_table import stage_rows, stage_table
 from ..common import (UsageError, atomic_write_text, check_writable_dir, format_count,
                       format_table, load_genome)
 from ..diagram import genome_svg
+from ..family import cost_context
 
 EXAMPLES = """\
 examples:
@@ -40,8 +41,10 @@ def register(subparsers) -> None:
                       help="a space file (TOML/JSON); the built-in one when FILE is omitted")
     parser.add_argument("--resolution", type=int, help="input size for the costs "
                         "(default: the genome's deployment resolution)")
-    parser.add_argument("--num-classes", type=int, default=1000)
-    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--num-classes", type=int, help="classes of the costs (default: the "
+                        "genome's search context, else ImageNet's 1000)")
+    parser.add_argument("--in-channels", type=int, help="input channels of the costs (default: "
+                        "the genome's search context, else 3)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--diagram", metavar="FILE.svg", help="also draw the genome as an SVG "
                         "diagram (one box per block, with shapes and multiply-adds)")
@@ -61,8 +64,11 @@ def run(args: argparse.Namespace) -> int:
         return _show_space(args)
     genome = load_genome(args.genome)
     resolution = genome.resolution if args.resolution is None else args.resolution
-    if resolution < 8 or args.num_classes < 1 or args.in_channels < 1:
+    if resolution < 8 or (args.num_classes or 1) < 1 or (args.in_channels or 1) < 1:
         raise UsageError("--resolution must be >= 8 and --num-classes/--in-channels >= 1")
+    # a searched best.json is costed for its own dataset, as the search summary reported it
+    context = cost_context(genome, args.num_classes, args.in_channels)
+    args.num_classes, args.in_channels = context.num_classes, context.in_channels
     total = cost(genome, resolution, args.num_classes, args.in_channels)
     if args.diagram:
         target = Path(args.diagram)
@@ -79,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
                           "activations": total.activations,
                           "stages": stage_rows(genome, resolution)}, indent=2))
         return 0
-    print(f"{genome.name or 'genome'} at {resolution}x{resolution}, {args.in_channels} input "
-          f"channel(s), {args.num_classes} classes")
+    print(f"{genome.name or 'genome'} at {resolution}x{resolution}, {context.describe()}")
     print(genome_table(genome, resolution))
     print(f"\nmultiply-adds {total.flops:,} ({format_count(total.flops)})   "
           f"parameters {total.params:,} ({format_count(total.params)})   "

@@ -80,3 +80,23 @@ def test_show_and_search_flag_errors_do_not_wait_for_torch():
              "print('torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip().splitlines()[-1] == "False", result.stderr[-2000:]
+
+
+def test_show_costs_a_searched_genome_for_its_own_dataset(tmp_path, capsys):
+    """A best.json records its search context; nas show costs it as the search did."""
+    import dataclasses
+
+    from space import SearchContext, cost, presets
+
+    genome = dataclasses.replace(presets.get("efficientnet-b0"),
+                                 context=SearchContext("fashion-mnist", 1, 10))
+    path = tmp_path / "best.json"
+    path.write_text(genome.to_json())
+    assert main(["show", "--genome", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["flops"] == cost(genome, 224, 10, 1).flops != 385_814_752
+    assert (data["num_classes"], data["in_channels"]) == (10, 1)
+    assert main(["show", "--genome", str(path)]) == 0
+    assert "10 classes (the genome's search context, fashion-mnist)" in capsys.readouterr().out
+    assert main(["show", "--genome", str(path), "--num-classes", "1000", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_classes"] == 1000
