@@ -10,8 +10,8 @@ of a reference queues one carrying the name (:func:`enqueue_references`), and wh
 worker Optuna hands that queued trial runs it (:meth:`nas.objective.Objective.__call__`
 sends it to :func:`evaluate_reference`). Two workers that queued the same reference at
 the same moment: the lower trial number evaluates it, the other is recorded as screened.
-A resumed study finds its references done (or failed on their own) and queues nothing; one
-interrupted, or whose worker died, is queued again.
+A resumed study finds its references done (or failed on their own: not priceable by a latency
+table, say) and queues nothing; one interrupted, or whose worker died, is queued again.
 
 The search's evaluator scores a reference where it can. A supernet scores only genomes of
 its own space: a reference outside it is trained at the confirmation's fidelity instead
@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import optuna
 from optuna.trial import TrialState
 
-from space import Genome, presets
+from space import Genome, NasError, presets
 
 from . import trial_notes
 from .protocol import EvaluationFailed
@@ -38,7 +38,8 @@ from .trial import (FAIL_REASON, REFERENCE, genome_digest, mark_reference,
 __all__ = ["enqueue_references", "waiting_references", "evaluate_reference",
            "reference_genome"]
 
-# States of a reference's trial after which nobody queues it again.
+# States of a reference's trial after which nobody queues it again (nor after a failure
+# of its own: one that cannot be priced or trained would fail again).
 _SETTLED = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -57,7 +58,7 @@ def enqueue_references(study: optuna.Study, names: Sequence[str]) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     queued = []
     for name in names:
-        if any(t.state in _SETTLED or (t.state == TrialState.FAIL and FAIL_REASON in t.user_attrs)
+        if any(t.state in _SETTLED or FAIL_REASON in t.user_attrs
                for t in _trials_of(trials, name)):
             continue
         study.enqueue_trial({}, user_attrs={REFERENCE: name})
@@ -90,7 +91,12 @@ def evaluate_reference(objective: Any, trial: optuna.Trial, name: str):
     genome = reference_genome(name)
     mark_reference(trial, name)
     costs = objective.pricing.costs(genome)
-    value = objective.pricing.value(genome, costs)
+    try:
+        value = objective.pricing.value(genome, costs)
+    except NasError as error:  # a latency table timed for another space lacks its blocks
+        reason = f"reference network {name} cannot be priced: {error}"
+        record_failure(trial, reason)
+        raise EvaluationFailed(reason) from None
     direct = _scorable(objective.evaluator, genome)
     record_genome(trial, genome, costs, cost=value,
                   evaluator=config.evaluator if direct else "proxy-train",

@@ -63,7 +63,8 @@ def start_workers(count: int, *, runs: Path, storage: str, study: str, n_trials:
                   evaluator: list[str]) -> list[subprocess.Popen]:
     command = [sys.executable, "-m", "nas", "--verbose", "search", "--target-flops", "400M",
                "--cost-window", "0", "--runs", str(runs), "--storage", storage,
-               "--study", study, "--n-trials", str(n_trials), "--quiet", *evaluator]
+               "--study", study, "--n-trials", str(n_trials), "--quiet", "--references", "none",
+               *evaluator]
     return [subprocess.Popen(command, cwd=runs, env=worker_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(count)]
 

@@ -146,7 +146,7 @@ def test_nas_search_evolves_the_genomes_of_its_window_and_resumes(tmp_path: Path
     journal = tmp_path / "study.journal"
     command = ["search", "--target-flops", "400M", "--runs", str(tmp_path), "--study", "e",
                "--storage", f"journal:{journal}", "--evaluator", "naswot",
-               "--proxy-subset", "64", "--quiet",
+               "--proxy-subset", "64", "--quiet", "--references", "none",
                "--sampler", "evolution", "--population-size", str(population)]
 
     def trials() -> list:

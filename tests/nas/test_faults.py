@@ -129,6 +129,7 @@ def test_nas_search_resumes_a_torn_journal(tmp_path, capsys, caplog):
         stream.write(b'{"op_code": 4, "worker_id": "gone", "study_id": 0, "user_attr": {"ge')
     code = main(["search", "--target-flops", "400M", "--evaluator", "naswot", "--proxy-subset",
                  "64", "--prescreen", "none", "--n-trials", "4", "--study", "torn", "--quiet",
+                 "--references", "none",
                  "--storage", f"journal:{journal}", "--runs", str(tmp_path / "runs")])
     assert code == 0, capsys.readouterr().err
     assert "torn record" in caplog.text
@@ -296,7 +297,8 @@ def test_search_on_a_full_sqlite_disk_is_one_line_and_the_study_survives(small_d
     study.tell(study.ask(), 1.0)  # a trial recorded before the disk filled
     _fill(small_disk, 0)
     code = main(["search", "--target-flops", "400M", "--evaluator", "naswot", "--proxy-subset",
-                 "64", "--n-trials", "30", "--study", "full", "--quiet", "--runs",
+                 "64", "--n-trials", "30", "--study", "full", "--quiet", "--references", "none",
+                 "--runs",
                  str(small_disk / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -146,7 +146,7 @@ def test_a_genome_too_big_for_memory_fails_its_trial_and_the_search_goes_on(tmp_
     argv = ["search", "--target-flops", "1M", "--cost-window", "0", "--evaluator", "naswot",
             "--space", str(tmp_path / "huge.toml"), "--data", str(data), "--proxy-val-size",
             "50", "--n-trials", "1", "--runs", str(tmp_path / "runs"), "--study", "s",
-            "--quiet"]
+            "--quiet", "--references", "none"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "1 failed" in out and "no trial completed yet" in out
@@ -162,7 +162,7 @@ def test_a_study_seeded_near_2_to_the_32_resumes(tmp_path, capsys):
     argv = ["search", "--target-flops", "1M", "--cost-window", "0", "--evaluator", "naswot",
             "--space", str(tmp_path / "tiny.toml"), "--data", str(data), "--proxy-val-size",
             "50", "--seed", str(2**32 - 1), "--runs", str(tmp_path / "runs"), "--study", "s",
-            "--quiet"]
+            "--quiet", "--references", "none"]
     assert main([*argv, "--n-trials", "1"]) == 0
     assert main([*argv, "--n-trials", "2"]) == 0  # its sampler's seed passes 2^32 - 1
     assert "2 complete" in capsys.readouterr().out

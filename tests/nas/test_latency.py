@@ -181,7 +181,8 @@ def test_latency_search_end_to_end(tiny, tmp_path):
     config = SearchConfig(target=target, metric="latency", evaluator="naswot", n_trials=4,
                           cost_window=0.3, study="lat", runs_dir=str(tmp_path / "runs"),
                           space_path=str(folder / "tiny.toml"),
-                          latency_table=str(folder / "table.json"), quiet=True)
+                          latency_table=str(folder / "table.json"), quiet=True,
+                          references="none")
     result = run_search(config)
     assert result.counts["complete"] == 4
     measured = result.latency_measured

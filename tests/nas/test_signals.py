@@ -80,7 +80,8 @@ def _search_argv(tmp_path: Path) -> list[str]:
     return ["search", "--target-flops", "1M", "--cost-window", "0", "--prescreen", "none",
             "--proxy-subset", "256", "--proxy-val-size", "50", "--proxy-epochs", "1000",
             "--proxy-resolution", "16", "--n-trials", "3", "--space", str(tmp_path / "tiny.toml"),
-            "--data", str(data), "--runs", str(tmp_path / "runs"), "--study", "s", "--quiet"]
+            "--data", str(data), "--runs", str(tmp_path / "runs"), "--study", "s", "--quiet",
+            "--references", "none"]
 
 
 def _wait_for_training(database: Path, alive=lambda: True) -> None:

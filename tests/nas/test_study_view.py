@@ -82,7 +82,7 @@ def resumed(tmp_path_factory):
     study.enqueue_trial(records[0].params)
     config = SearchConfig(target=400e6, runs_dir=str(runs), study="big", n_trials=1,
                           proxy_resolution=16, proxy_subset=100, proxy_epochs=1,
-                          proxy_val_size=50, pruner="none", quiet=True)
+                          proxy_val_size=50, pruner="none", quiet=True, references="none")
     result = run_search(config)
     return runs / "big", result, records
 

@@ -45,7 +45,7 @@ def test_a_search_reuses_the_supernet_of_its_space_and_scores_with_it(tmp_path, 
     assert main(["search", "--target-flops", str(int(target)), "--space", str(space_file),
                  "--evaluator", "supernet", "--proxy-resolution", "16",
                  "--proxy-val-size", "500", "--n-trials", "4", "--cost-window", "0",
-                 "--runs", str(runs), "--study", "sn"]) == 0
+                 "--runs", str(runs), "--study", "sn", "--references", "none"]) == 0
     capsys.readouterr()
     assert path.stat().st_mtime_ns == stamp  # read, not trained again
     study = optuna.load_study(study_name="sn", storage=f"sqlite:///{runs / 'sn' / 'study.db'}")
