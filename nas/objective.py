@@ -5,7 +5,9 @@ reward's multiply-adds), screens it against the target window without training, 
 zero-cost prescreen reject it, claims its share of the study's trial budget, then reuses
 the result of an identical genome evaluated before or evaluates it (proxy training at the
 *proxy* resolution, pruned on its per-epoch accuracy, or a zero-cost proxy), and records
-everything on the trial (:mod:`nas.trial`) where optuna-dashboard shows it.
+everything on the trial (:mod:`nas.trial`), the score's standard error included, where
+optuna-dashboard shows it. A queued trial that names a reference network evaluates that
+network instead (:mod:`nas.references`).
 """
 
 from __future__ import annotations

@@ -4,8 +4,11 @@ Where its parts live: what a search is asked to do (:class:`SearchConfig`, its o
 and bounds) in :mod:`nas.search_config`; the study, its sampler and pruner in
 :mod:`nas.search_study`; one trial (screening, prescreen, budget claim, evaluation,
 pruning) in :mod:`nas.objective`; what a trial records and which trials count against
-the budget in :mod:`nas.trial`; the outputs in :mod:`nas.results`. This module runs the
-workers' loop.
+the budget in :mod:`nas.trial`; the reference networks every study evaluates in
+:mod:`nas.references`; the re-training of the best few (``--confirm-top``) in
+:mod:`nas.confirm`; the outputs, and how the best is chosen, in :mod:`nas.results` and
+:mod:`nas.selection`. This module runs the workers' loop: references first, then trials
+until the budget is spent, then the confirmation.
 
 ``n_trials`` is the study's total budget, shared by every worker on the same storage: the
 trials that evaluated something (complete, pruned by the pruner, failed by their own

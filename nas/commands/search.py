@@ -20,6 +20,8 @@ examples:
   nas search --target-flops 400M --evaluator naswot --n-trials 300     zero-cost, minutes
   nas search --target-flops 300M --reward hard --n-trials 40
   nas search --target-flops 400M --objective multi        Pareto front of accuracy vs cost
+  nas search --target-flops 400M --confirm-top 3          re-train the 3 best 5x longer,
+      2 seeds, and choose best.json by that; --references none skips B0 and MnasNet-A1
   nas search --target-flops 400M --storage postgresql://user:pw@host/nas --study shared
       (start the same command on several machines: they share the study's trial budget)
 
