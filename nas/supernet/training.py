@@ -15,6 +15,7 @@ never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
@@ -33,7 +34,7 @@ from space import Genome, SearchSpace
 
 from ..common import atomic_write_bytes
 from ..data import Normalization, Split, augment, batches, preprocess
-from ..signals import check_stop
+from ..signals import check_stop, handle_signals, stop_requested
 from ..train import TrainConfig, learning_rate
 from .model import Supernet, SupernetError
 from .settings import SupernetSettings
@@ -226,8 +227,12 @@ def train_supernet(supernet: Supernet, train: Split, normalization: Normalizatio
     progress = tqdm(total=run.total, initial=start, desc="supernet", unit="step",
                     disable=True if quiet else None, leave=False, dynamic_ncols=True)
     loader: Optional[Iterator] = None
-    try:
+    # A first Ctrl-C or SIGTERM stops between two steps, where the state is whole, and
+    # saves it: the next run resumes at that very step.
+    with handle_signals(graceful=True), contextlib.closing(progress):
         while run.step < run.total:
+            if stop_requested() is not None and checkpoint is not None:
+                run.save(checkpoint)
             check_stop()
             epoch, within = divmod(run.step, steps_per_epoch)
             if loader is None or within == 0:
@@ -245,8 +250,6 @@ def train_supernet(supernet: Supernet, train: Split, normalization: Normalizatio
                 saved_at = time.perf_counter()
             if on_step is not None:
                 on_step(run.step)
-    finally:
-        progress.close()
     elapsed = time.perf_counter() - started
     return {"steps": run.total, "epochs": settings.epochs, "train_images": len(train),
             "seconds": round(run.seconds, 3),

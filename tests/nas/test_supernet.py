@@ -4,6 +4,7 @@ trains in seconds with the sandwich rule, scores its largest sub-network above c
 and a training interrupted at any step resumes to the same weights."""
 
 import random
+import signal
 
 import pytest
 import torch
@@ -146,11 +147,30 @@ def _train(data, train, settings, **options):
     return supernet, summary
 
 
-def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(fashion, tmp_path):
-    data, train = fashion
-    settings = SupernetSettings(**{**TINY_SETTINGS, "epochs": 2, "subset": 384})
-    uninterrupted, _ = _train(data, train, settings, checkpoint=None)
+RESUMABLE = SupernetSettings(**{**TINY_SETTINGS, "epochs": 2, "subset": 384})  # 12 steps
 
+
+@pytest.fixture(scope="module")
+def uninterrupted(fashion):
+    # One thread, as the resumed trainings in the tests (module fixtures are made before
+    # _one_thread applies): another thread count sums in another order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(*fashion, RESUMABLE, checkpoint=None)[0].state_dict()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _resumes_to(reference, fashion, checkpoint, step):
+    resumed, summary = _train(*fashion, RESUMABLE, checkpoint=checkpoint)
+    assert summary["resumed_at_step"] == step and summary["steps"] == 12  # 2 x 384 // 64
+    for (name, a), b in zip(reference.items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(
+        fashion, uninterrupted, tmp_path):
     class Killed(Exception):
         pass
 
@@ -160,13 +180,23 @@ def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(fa
 
     checkpoint = tmp_path / "s.pt.partial"
     with pytest.raises(Killed):
-        _train(data, train, settings, checkpoint=checkpoint, checkpoint_seconds=0,
+        _train(*fashion, RESUMABLE, checkpoint=checkpoint, checkpoint_seconds=0,
                on_step=kill_at_step_5)
     assert checkpoint.is_file()
-    resumed, summary = _train(data, train, settings, checkpoint=checkpoint)
-    assert summary["resumed_at_step"] == 5 and summary["steps"] == 12  # 2 x 384 // 64
-    for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
+    _resumes_to(uninterrupted, fashion, checkpoint, 5)
+
+
+def test_ctrl_c_saves_the_step_it_stopped_at(fashion, uninterrupted, tmp_path):
+    def ctrl_c_after_step_3(step):
+        if step == 3:
+            signal.raise_signal(signal.SIGINT)
+
+    checkpoint = tmp_path / "s.pt.partial"
+    # No periodic checkpoint in 10^9 s: only the stop request writes one.
+    with pytest.raises(KeyboardInterrupt):
+        _train(*fashion, RESUMABLE, checkpoint=checkpoint, checkpoint_seconds=1e9,
+               on_step=ctrl_c_after_step_3)
+    _resumes_to(uninterrupted, fashion, checkpoint, 3)
 
 
 def test_largest_sub_network_scores_above_chance_after_a_short_training(tmp_path):
