@@ -69,6 +69,18 @@ class SearchedOnly(optuna.samplers.BaseSampler):
         self.sampler.reseed_rng()
 
 
+class _SearchedOnlyPruner(optuna.pruners.BasePruner):
+    """``pruner``, shown the study without its reference trials. (Not for Hyperband, which
+    Optuna recognises by its class to give the sampler each bracket's trials; it ignores
+    trials without epochs anyway.)"""
+
+    def __init__(self, pruner: optuna.pruners.BasePruner) -> None:
+        self.pruner = pruner
+
+    def prune(self, study, trial) -> bool:
+        return self.pruner.prune(_SearchedTrials(study), trial)
+
+
 def make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler ``nas search`` runs for ``config``; public so that benchmarks measure
     exactly this configuration (benchmarks/bench_nasbench201.py)."""
@@ -93,8 +105,10 @@ def make_pruner(config: SearchConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.proxy_epochs)
     # Three finished trials set the bar: a quick search has few, and each pruned one saves
-    # two of its three epochs.
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    # two of its three epochs. Searched ones: reference networks report no epochs, and
+    # counted in they would start pruning after the first searched trial.
+    return _SearchedOnlyPruner(optuna.pruners.MedianPruner(n_startup_trials=3,
+                                                           n_warmup_steps=0))
 
 
 def _existing(name: str, storage: optuna.storages.BaseStorage, url: str):

@@ -99,3 +99,29 @@ def test_references_option_names_presets_or_none():
         "mnasnet-a1",)
     with pytest.raises(SettingError, match="unknown network 'resnet50'"):
         SearchConfig(target=1, references="efficientnet-b0,resnet50")
+
+
+def test_the_sampler_and_the_pruner_see_the_searched_trials_only():
+    from nas.search_config import SearchConfig
+    from nas.search_study import SearchedOnly, make_pruner
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = {"x": optuna.distributions.FloatDistribution(0, 1),
+             "y": optuna.distributions.IntDistribution(0, 3)}
+    study = optuna.create_study(direction="maximize")
+    for number in range(2):  # reference networks: no parameters of the space, no epochs
+        study.add_trial(optuna.create_trial(value=0.99, user_attrs={"reference": f"r{number}"}))
+    study.add_trial(optuna.create_trial(value=0.5, params={"x": 0.5, "y": 1}, distributions=space,
+                                        intermediate_values={0: 0.9}))
+    running = study.ask()
+    running.report(0.1, 0)
+    frozen = study.trials[-1]
+    def tpe() -> optuna.samplers.TPESampler:  # a new one each time: it caches the space
+        return optuna.samplers.TPESampler(multivariate=True, seed=0)
+
+    # A trial without parameters empties the intersection search space of multivariate TPE.
+    assert tpe().infer_relative_search_space(study, frozen) == {}
+    assert SearchedOnly(tpe()).infer_relative_search_space(study, frozen) == space
+    # Counted in, the references would let the median pruner start after one searched trial.
+    assert optuna.pruners.MedianPruner(n_startup_trials=3).prune(study, frozen)
+    assert not make_pruner(SearchConfig(target=1)).prune(study, frozen)
