@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "supernet", help="train the weight-sharing supernet of a search space",
         description="Weight-sharing supernets (once-for-all, BigNAS) for `nas search "
-                    "--evaluator supernet`.")
+                    "--evaluator supernet`.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="supernet_command", metavar="SUBCOMMAND",
                                      parser_class=type(parser))
     train = commands.add_parser(
