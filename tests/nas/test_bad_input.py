@@ -319,6 +319,15 @@ ROWS = [
      "none.pt"),
     ("cam", "binary-checkpoint", ["cam", "--checkpoint", "{d}/garbage.json", "--out",
                                   "{d}/c.png"], "garbage.json"),
+    # supernet (every row is refused before any data is read or weights are trained)
+    ("supernet", "unknown-flag", ["supernet", "train", "--bogus"], "--bogus"),
+    ("supernet", "no-subcommand", ["supernet"], "choose a subcommand"),
+    ("supernet", "zero-epochs", ["supernet", "train", "--epochs", "0", "--out", "{d}/s.pt"],
+     "epochs >= 1"),
+    ("supernet", "subset-under-a-batch", ["supernet", "train", "--subset", "5", "--out",
+                                          "{d}/s.pt"], "subset 5"),
+    ("supernet", "missing-space", ["supernet", "train", "--space", "{d}/none.toml", "--out",
+                                   "{d}/s.pt"], "none.toml"),
     # report
     ("report", "unknown-flag", ["report", "{d}", "--bogus"], "--bogus"),
     ("report", "missing-run-folder", ["report", "{d}/runs/nothing"], "does not exist"),
