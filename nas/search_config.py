@@ -16,7 +16,8 @@ from .protocol import EVALUATORS, PRESCREENS
 from .settings import ProxySettings, SettingError, Settings, setting
 
 __all__ = ["SearchConfig", "METRICS", "SAMPLERS", "PRUNERS", "DEFAULT_TRIALS",
-           "DEFAULT_TIMEOUT", "IDENTITY_ATTRS", "DEFAULT_REFERENCES", "default_study_name", "check_study_name"]
+           "DEFAULT_TIMEOUT", "IDENTITY_ATTRS", "DEFAULT_REFERENCES", "default_study_name",
+           "check_study_name"]
 
 METRICS = ("flops", "params", "activations", "latency")
 SAMPLERS = ("tpe", "random", "nsga2", "evolution")

@@ -41,7 +41,8 @@ def test_references_are_evaluated_once_outside_the_budget_and_shown(tmp_path, ca
     b0 = refs[0].user_attrs
     naswot = make_evaluator("naswot", seed=0)
     assert b0["accuracy"] == naswot.evaluate(presets.get("efficientnet-b0"))
-    assert b0["flops"] == cost(presets.get("efficientnet-b0"), 224, 10, 1).flops  # 10 classes, 1 channel
+    # costed for the dataset's 10 classes and 1 channel, as any genome of the search
+    assert b0["flops"] == cost(presets.get("efficientnet-b0"), 224, 10, 1).flops
     assert b0["reward"] == pytest.approx(b0["accuracy"] * (b0["flops"] / 400e6) ** -0.07)
     assert b0["evaluator"] == "naswot" and "noise" not in b0  # a zero-cost score's is unknown
     assert "3 complete (0 reused)" in out and "2 reference networks outside the budget" in out
@@ -125,3 +126,47 @@ def test_the_sampler_and_the_pruner_see_the_searched_trials_only():
     # Counted in, the references would let the median pruner start after one searched trial.
     assert optuna.pruners.MedianPruner(n_startup_trials=3).prune(study, frozen)
     assert not make_pruner(SearchConfig(target=1)).prune(study, frozen)
+
+
+def test_a_supernet_search_trains_a_reference_outside_its_space_at_the_confirm_fidelity(
+        tmp_path, capsys):
+    from nas.data import load_dataset
+    from nas.selection import confirmed_score
+    from nas.supernet import SupernetSettings
+    from nas.supernet.artifact import default_path, supernet_key
+    from nas.trial import genome_digest
+
+    from _supernet_space import TINY_SETTINGS, TINY_SPACE, tiny_space
+
+    space_file = tmp_path / "space.json"
+    space_file.write_text(json.dumps(TINY_SPACE))
+    runs = tmp_path / "runs"
+    # The supernet the search looks for, trained with the tiny settings (as in
+    # test_supernet_search.py): MnasNet-A1 lies outside its three-stage space.
+    wanted = SupernetSettings(resolution=16, val_size=500, seed=0)
+    path = default_path(runs, supernet_key(tiny_space(), load_dataset("fashion-mnist"), wanted))
+    make_evaluator("supernet", space=tiny_space(), supernet=path,
+                   supernet_settings=SupernetSettings(**TINY_SETTINGS))
+    target = cost(tiny_space().largest(), 224, 10, 1).flops / 4
+    argv = ["search", "--target-flops", str(int(target)), "--space", str(space_file),
+            "--evaluator", "supernet", "--proxy-resolution", "16", "--proxy-val-size", "500",
+            "--proxy-subset", "128", "--proxy-epochs", "1", "--n-trials", "2",
+            "--cost-window", "0", "--references", "mnasnet-a1", "--confirm-epochs", "1",
+            "--runs", str(runs), "--study", "sn", "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    study = load(runs, "sn")
+    [ref] = references(study)
+    attrs = ref.user_attrs
+    assert attrs["evaluator"] == "proxy-train"  # not the supernet's score
+    entry = study.user_attrs["confirmed:" + genome_digest(presets.get("mnasnet-a1"))]
+    assert entry["reference"] == "mnasnet-a1" and entry["epochs"] == 1
+    assert len(entry["accuracies"]) == 2  # two seeds
+    assert (attrs["accuracy"], attrs["noise"]) == pytest.approx(confirmed_score(entry))
+    assert all(t.user_attrs["evaluator"] == "supernet" for t in study.trials
+               if "reference" not in t.user_attrs)
+    selection = json.loads((runs / "sn" / "selection.json").read_text())
+    assert selection["references"] == [] and "mnasnet-a1" in selection["references_not_compared"]
+    assert "vs mnasnet-a1: not compared (scored by proxy-train training" in out
+    assert main(argv) == 0  # resumed: the reference is not trained again
+    assert [t.number for t in references(load(runs, "sn"))] == [ref.number]
