@@ -194,15 +194,16 @@ def select(records: Sequence[TrialRecord], study_attrs: dict[str, Any],
                    if c.record.attrs.get(DIGEST) != best.record.attrs.get(DIGEST)), None)
     compared, missing = [], []
     for record in references:
-        entry = entries.get(record.attrs.get(DIGEST))
-        name = record.attrs.get("reference")
+        # Scores of one protocol only: confirmed with confirmed, else the search's own.
+        entry = entries.get(record.attrs.get(DIGEST)) if basis == "confirmed" else None
+        name, evaluator = record.attrs.get("reference"), record.attrs.get("evaluator")
         if basis == "confirmed" and entry is None:
             missing.append((name, "no confirmed score"))
-            continue
-        if basis == "proxy" and record.attrs.get("evaluator") != best.record.attrs.get("evaluator"):
-            missing.append((name, f"scored by {record.attrs.get('evaluator')} training, the "
-                            "best by the search's evaluator; compared once confirmed"))
-            continue
-        compared.append(_compare(best, _candidate(record, entry)))
+        elif basis == "proxy" and evaluator != best.record.attrs.get("evaluator"):
+            missing.append((name, f"trained by {evaluator} at the confirmation's fidelity, "
+                            f"the best scored by {best.record.attrs.get('evaluator')}; "
+                            "compared once confirmed, --confirm-top"))
+        else:
+            compared.append(_compare(best, _candidate(record, entry)))
     return Selection(basis, best, None if runner is None else _compare(best, runner),
                      tuple(compared), tuple(missing))

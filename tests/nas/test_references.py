@@ -167,6 +167,7 @@ def test_a_supernet_search_trains_a_reference_outside_its_space_at_the_confirm_f
                if "reference" not in t.user_attrs)
     selection = json.loads((runs / "sn" / "selection.json").read_text())
     assert selection["references"] == [] and "mnasnet-a1" in selection["references_not_compared"]
-    assert "vs mnasnet-a1: not compared (scored by proxy-train training" in out
+    assert "vs mnasnet-a1: not compared (trained by proxy-train at the confirmation's " \
+           "fidelity, the best scored by supernet; compared once confirmed" in out
     assert main(argv) == 0  # resumed: the reference is not trained again
     assert [t.number for t in references(load(runs, "sn"))] == [ref.number]
