@@ -164,6 +164,9 @@ def test_proxy_training_search_reports_epochs(tmp_path):
             accuracy = trial.user_attrs["accuracy"]
             assert 0.0 < accuracy <= 1.0
             assert abs(accuracy * 400 - round(accuracy * 400)) < 1e-6  # of 400 images
+            # its standard error: the binomial one of the 400 validation images
+            assert trial.user_attrs["noise"] == pytest.approx(
+                (accuracy * (1 - accuracy) / 400) ** 0.5)
             assert sorted(trial.intermediate_values) == [1, 2]  # epochs are 1-based
             assert trial.intermediate_values[2] == accuracy
     page = tmp_path / "report.html"
