@@ -54,8 +54,6 @@ __all__ = ["ExportError", "FORMATS", "BINARY_FORMATS", "ONNX_OPSET", "ONNX_OPSET
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("onnx", "torchscript", "exported-program", "timm")
-BINARY_FORMATS = ("onnx", "torchscript", "exported-program")
 ONNX_OPSET = 17
 # 13: the oldest opset with every operator these networks use in today's form; 20: the
 # newest torch's TorchScript-based exporter writes.
@@ -215,6 +213,9 @@ _EXPORTERS: dict[str, tuple[Callable[..., bytes], _Runner]] = {
     "torchscript": (export_torchscript, run_torchscript),
     "exported-program": (export_program, run_program),
 }
+# A binary format is its exporter and runner above; the command's choices follow from them.
+BINARY_FORMATS = tuple(_EXPORTERS)
+FORMATS = BINARY_FORMATS + ("timm",)
 
 
 def export_network(model: nn.Module, fmt: str, *, in_channels: int, resolution: int,
