@@ -85,7 +85,8 @@ class _Search:
         # take these; the rest ignore them.
         extra = {"dataset": config.dataset, "data_dir": config.data_dir, "seed": config.seed,
                  "proxy": config.proxy, "space": self.space, "runs_dir": config.runs_dir}
-        evaluator = make_evaluator(config.evaluator, quiet=config.quiet, **extra)
+        evaluator = make_evaluator(config.evaluator, quiet=config.quiet,
+                                   supernet=config.supernet, **extra)
         prescreen = None if config.active_prescreen is None else make_evaluator(
             config.active_prescreen, **extra)
         self.latency = None
@@ -104,7 +105,8 @@ class _Search:
         self.storage_url = run.storage_url
         self.study = open_search_study(
             config, self.study_name, run,
-            config.identity(resolution, self.latency.digest if self.latency else None),
+            config.identity(resolution, self.latency.digest if self.latency else None,
+                            evaluator.settings().get("supernet_digest")),
             {"num_classes": evaluator.num_classes, "in_channels": evaluator.in_channels,
              "space": str(self.space.source),
              **(self.latency.study_attrs() if self.latency else {})})

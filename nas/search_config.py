@@ -32,7 +32,7 @@ DEFAULT_TIMEOUT = 18 * 60
 # which genomes are trained, so a resumed study may change it.)
 IDENTITY_ATTRS = ("target", "metric", "alpha", "beta", "objective", "evaluator", "dataset",
                   "resolution", "proxy_resolution", "proxy_subset", "proxy_epochs",
-                  "proxy_val_size", "latency_table")
+                  "proxy_val_size", "latency_table", "supernet")
 
 _TARGET, _EVALUATION, _STUDY = "target and reward", "evaluation", "study"
 _SELECTION = "selection of the best"
@@ -91,6 +91,12 @@ class SearchConfig(Settings):
     resolution: Optional[int] = setting(
         None, "deployment resolution of the costs (default: the space's, 224)", low=8,
         high=4096, group=_EVALUATION)
+    # One artifact for every worker of a distributed study (workers on other machines
+    # cannot find the default one under their own runs folder).
+    supernet: Optional[str] = setting(
+        None, "supernet artifact for --evaluator supernet (default: runs/supernets/"
+        "<digest>.pt, trained there on first use); give every worker the same file",
+        metavar="FILE", group=_EVALUATION)
     proxy_resolution: int = _proxy("resolution")
     proxy_subset: int = _proxy("subset")
     proxy_epochs: int = _proxy("epochs")
@@ -165,6 +171,9 @@ class SearchConfig(Settings):
                                "multi use nsga2, tpe or random")
         from space import presets
 
+        if self.supernet is not None and self.evaluator != "supernet":
+            raise SettingError("{supernet} is the artifact of --evaluator supernet; the "
+                               "evaluator is {evaluator_name}", evaluator_name=self.evaluator)
         unknown = [name for name in self.reference_names if name not in presets.names()]
         if unknown:
             raise SettingError("{references}: unknown network {name!r}; choose from {known} "
@@ -207,14 +216,18 @@ class SearchConfig(Settings):
 
         return is_accuracy(self.evaluator)
 
-    def identity(self, resolution: int, latency_digest: Optional[str]) -> dict[str, Any]:
+    def identity(self, resolution: int, latency_digest: Optional[str],
+                 supernet_digest: Optional[str] = None) -> dict[str, Any]:
         """The study attributes a resumed study must match (:data:`IDENTITY_ATTRS`), and
-        the prescreen; ``resolution`` is the deployment resolution in effect."""
-        resolved = {"resolution": resolution, "latency_table": latency_digest}
+        the prescreen; ``resolution`` is the deployment resolution in effect; the digests
+        name the latency table and the supernet whose scores the study holds."""
+        resolved = {"resolution": resolution, "latency_table": latency_digest,
+                    "supernet": supernet_digest}
         identity = {key: resolved[key] if key in resolved else getattr(self, key)
                     for key in IDENTITY_ATTRS}
-        if latency_digest is None:
-            del identity["latency_table"]
+        for key in ("latency_table", "supernet"):  # absent from studies that have none
+            if identity[key] is None:
+                del identity[key]
         identity["prescreen"] = self.active_prescreen or "none"
         return identity
 

@@ -103,7 +103,8 @@ class SupernetEvaluator(Evaluator):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "supernet": str(self.path),
-                "supernet_digest": key_digest(self.key),
+                # the artifact's own key: two files trained differently never share it
+                "supernet_digest": key_digest(self.metadata["key"]),
                 **{f"supernet_{key}": value
                    for key, value in self.supernet_settings.to_dict().items()},
                 "val_size": len(self.val), "bn_images": self.bn_images}
