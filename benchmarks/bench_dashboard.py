@@ -502,7 +502,7 @@ def measure_resume(run_dir: Path) -> dict[str, Any]:
         total = connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "nas", "search",
                "--target-flops", "400M", "--runs", str(copy.parent), "--study", STUDY,
-               "--n-trials", str(before + 2), "--quiet", "--seed", "1",
+               "--n-trials", str(before + 2), "--quiet", "--seed", "1", "--references", "none",
                *[f"--{key.replace('_', '-')}={value}" for key, value in PROXY.items()]]
     result = _run_timed(command, limit=RESUME_LIMIT_S)
     with sqlite3.connect(copy / "study.db") as connection:

@@ -96,7 +96,8 @@ def zero_cost(args) -> None:
     with tempfile.TemporaryDirectory() as runs:
         started = time.perf_counter()
         result = run_search(SearchConfig(target=400e6, evaluator="naswot", n_trials=args.trials,
-                                         runs_dir=runs, study="zc", quiet=True))
+                                         runs_dir=runs, study="zc", quiet=True,
+                                         references="none"))
         seconds = time.perf_counter() - started
     print(f"{args.trials} naswot trials: {seconds:.1f} s wall ({result.counts})")
     save("zero_cost", {"trials": args.trials, "wall_seconds": round(seconds, 1),
@@ -112,7 +113,8 @@ def samplers(args) -> None:
             with tempfile.TemporaryDirectory() as runs:
                 result = run_search(SearchConfig(
                     target=400e6, evaluator=args.evaluator, n_trials=args.trials, seed=seed,
-                    sampler=sampler, runs_dir=runs, study="q", quiet=True))
+                    sampler=sampler, runs_dir=runs, study="q", quiet=True,
+                    references="none"))
             bests.append(result.best.user_attrs["reward"])
             print(f"{sampler} seed {seed}: best reward {bests[-1]:.4f} after {args.trials} trials")
         rows[sampler] = {"best_rewards": bests, "median": statistics.median(bests),

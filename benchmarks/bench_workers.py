@@ -99,7 +99,7 @@ def run_storage(kind: str, url: str, *, mode: str, workers: int, per_worker: int
                      "--evaluator", "naswot", "--proxy-subset", "64", "--proxy-resolution",
                      "16", "--cost-window", "0", "--n-trials", str(n_trials), "--study",
                      "load", "--storage", url, "--runs", str(runs), "--timeout",
-                     str(time_limit), "--quiet"]] * workers
+                     str(time_limit), "--quiet", "--references", "none"]] * workers
     else:
         deadline = time.time() + time_limit
         commands = [[sys.executable, str(Path(__file__).resolve()), "--storage-worker", url,
