@@ -142,7 +142,11 @@ def run(args: argparse.Namespace) -> int:
         torch.cuda.set_device(device)
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(args, distributed)
+        status = _train(args, distributed)
+        # A rank that tears gloo down while the other still talks to it aborts the other
+        # ("terminate called without an active exception"): leave together.
+        torch.distributed.barrier()
+        return status
     finally:
         torch.distributed.destroy_process_group()
 
