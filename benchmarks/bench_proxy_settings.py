@@ -36,8 +36,8 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench_rank_fidelity import score_or_none  # noqa: E402
-from nas.common import atomic_write_json, die_with_parent, format_table  # noqa: E402
+from bench_rank_fidelity import score_or_none, start_worker  # noqa: E402
+from nas.common import atomic_write_json, format_table  # noqa: E402
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
 from nas.train import TrainConfig  # noqa: E402
 from space import Genome  # noqa: E402
@@ -93,7 +93,7 @@ def main() -> None:
     progress = tqdm(total=total, initial=total - len(jobs),
                     unit="genome", desc="proxy settings", dynamic_ncols=True)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
+                             initializer=start_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(train_under, settings[text], row["genome_json"]): (text, row)
                    for text, row in jobs}
         for future in as_completed(futures):
@@ -121,11 +121,6 @@ def _describe(setting: dict) -> str:
     shown = ("epochs", "subset", "resolution", "val_size")
     return text + "".join(f", {key} {value}" for key, value in setting.items()
                           if key not in shown and value != PROXY_DEFAULTS.get(key, 0))
-
-
-def _start_worker(threads: int) -> None:
-    die_with_parent()
-    torch.set_num_threads(threads)
 
 
 _EVALUATORS: dict = {}  # one per setting in each worker: decoding the dataset is not free

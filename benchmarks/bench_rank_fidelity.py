@@ -114,6 +114,12 @@ def main() -> None:
     print(f"wrote {out}")
 
 
+def start_worker(threads: int) -> None:
+    """A benchmark's worker process: dies with its parent, uses ``threads`` threads."""
+    die_with_parent()
+    torch.set_num_threads(threads)
+
+
 # The evaluators of this process, made once by start_scorer (in every worker, too).
 _SCORER: dict = {}
 
@@ -121,7 +127,7 @@ _SCORER: dict = {}
 def start_scorer(subset: int, epochs: int, val_size: int, seed: int, threads: int,
                  worker: bool = False) -> None:
     if worker:
-        die_with_parent()
+        start_worker(threads)
     torch.set_num_threads(threads)
     common = {"subset": subset, "val_size": val_size, "seed": seed}
     _SCORER.update(

@@ -35,8 +35,8 @@ import torch  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from bench_rank_fidelity import score_or_none  # noqa: E402
-from nas.common import atomic_write_json, die_with_parent  # noqa: E402
+from bench_rank_fidelity import score_or_none, start_worker  # noqa: E402
+from nas.common import atomic_write_json  # noqa: E402
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
 from space import Genome, SearchSpace, cost  # noqa: E402
 from space.search_space import MBCONV_SPACE_PATH  # noqa: E402
@@ -104,7 +104,7 @@ def main() -> int:
                     desc="reference accuracy", dynamic_ncols=True)
     threads = max(1, len(os.sched_getaffinity(0)) // args.workers)
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
-                             initializer=_start_worker, initargs=(threads,)) as pool:
+                             initializer=start_worker, initargs=(threads,)) as pool:
         futures = {pool.submit(score_item, kind, seed, genome): key
                    for key, kind, seed, genome in pending}
         for future in as_completed(futures):
@@ -119,11 +119,6 @@ def main() -> int:
     print(json.dumps({k: summary[k] for k in ("noise_ceiling", "complete")}, indent=1))
     print(f"wrote {out}")
     return 0
-
-
-def _start_worker(threads: int) -> None:
-    die_with_parent()
-    torch.set_num_threads(threads)
 
 
 _EVALUATORS: dict = {}  # per (kind, seed) in each worker: decoding the dataset is not free

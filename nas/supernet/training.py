@@ -21,6 +21,7 @@ import io
 import logging
 import math
 import random
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -224,8 +225,12 @@ def train_supernet(supernet: Supernet, train: Split, normalization: Normalizatio
     start, seconds_before = run.step, run.seconds
     supernet.train()
     started = saved_at = time.perf_counter()
+    terminal = sys.stderr.isatty()
     progress = tqdm(total=run.total, initial=start, desc="supernet", unit="step",
-                    disable=True if quiet else None, leave=False, dynamic_ncols=True)
+                    disable=quiet or not terminal, leave=False, dynamic_ncols=True)
+    # Off a terminal (a log file, a worker under nohup) a redrawn bar would be one line per
+    # step; a line a minute says the same.
+    reported_at = started
     loader: Optional[Iterator] = None
     # A first Ctrl-C or SIGTERM stops between two steps, where the state is whole, and
     # saves it: the next run resumes at that very step.
@@ -248,6 +253,13 @@ def train_supernet(supernet: Supernet, train: Split, normalization: Normalizatio
                                            time.perf_counter() - saved_at >= checkpoint_seconds):
                 run.save(checkpoint)
                 saved_at = time.perf_counter()
+            if not quiet and not terminal and (run.step == run.total or
+                                               time.perf_counter() - reported_at >= 60.0):
+                reported_at = time.perf_counter()
+                remaining = (run.total - run.step) * elapsed / max(run.step - start, 1)
+                print(f"supernet step {run.step}/{run.total}: loss {loss:.3f}, distillation "
+                      f"{distill:.3f}, {images_per_second:.0f} img/s, "
+                      f"{remaining / 60:.0f} min left", file=sys.stderr, flush=True)
             if on_step is not None:
                 on_step(run.step)
     elapsed = time.perf_counter() - started

@@ -199,6 +199,13 @@ def test_ctrl_c_saves_the_step_it_stopped_at(fashion, uninterrupted, tmp_path):
     _resumes_to(uninterrupted, fashion, checkpoint, 3)
 
 
+def test_off_a_terminal_progress_is_a_line_a_minute_not_a_redrawn_bar(fashion, capsys):
+    _train(*fashion, RESUMABLE, checkpoint=None, quiet=False)  # 12 steps, well under a minute
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("supernet step 12/12: loss ")
+    assert "\r" not in lines[0] and "img/s" in lines[0]
+
+
 def test_largest_sub_network_scores_above_chance_after_a_short_training(tmp_path):
     settings = SupernetSettings(**{**TINY_SETTINGS, "epochs": 3, "subset": 2048})
     evaluator = make_evaluator("supernet", space=tiny_space(), runs_dir=tmp_path,
