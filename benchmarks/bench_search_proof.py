@@ -14,8 +14,9 @@ error over the seeds) and writes ``results/search_proof.json`` after every step.
     python3 benchmarks/bench_search_proof.py --evaluator supernet [--evaluator proxy-train]
         [--budget-seconds 3600] [--space FILE] [--supernet FILE] [--references NAMES]
 
-Resumable: a finished search is not run again (a killed one resumes its study with the
-remaining budget), and each finished training is kept.
+Resumable: a finished search is not run again, and each finished training is kept. A
+killed search resumes its study when run again, but its clock starts over: the recorded
+seconds are then those of the last run only.
 """
 
 from __future__ import annotations
