@@ -36,6 +36,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench_rank_fidelity import score_or_none, start_worker  # noqa: E402
+from commit_results import commit_results  # noqa: E402
 from nas.common import atomic_write_json  # noqa: E402
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
 from space import Genome, SearchSpace, cost  # noqa: E402
@@ -81,6 +82,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2,
                         help="trainings at once, each in a single-thread process")
     parser.add_argument("--out", default=str(RESULTS / "reference_accuracy.json"))
+    parser.add_argument("--commit", action="store_true",
+                        help="commit --out to git after each training (a failure warns)")
     args = parser.parse_args()
     if args.workers < 1:
         parser.error("--workers must be >= 1")
@@ -111,6 +114,10 @@ def main() -> int:
             scores[futures[future]] = future.result()
             summary = summarize(reference, genomes, scores)
             atomic_write_json(out, summary)
+            if args.commit:
+                commit_results([out], f"Reference accuracies: {futures[future]} "
+                               f"({progress.n + 1} of {len(items)}; the same command resumes)",
+                               Path(__file__).resolve().parents[1])
             progress.set_postfix(last=futures[future], ceiling=summary["noise_ceiling"]["spearman"])
             progress.update(1)
     progress.close()

@@ -1,12 +1,17 @@
 """benchmarks/reproduce.py on a tiny protocol: it trains members on real Fashion-MNIST,
-writes their files, and a second run resumes without retraining."""
+writes their files, and a second run resumes without retraining; its two protocol presets
+and --commit (benchmarks/commit_results.py, in throwaway git repositories)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
+import logging
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,12 +19,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_driver():
-    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while being built
     spec.loader.exec_module(module)
     return module
+
+
+def _load_driver():
+    return _load("reproduce")
 
 
 TINY = ["--subset", "100", "--test-size", "100", "--epochs", "1", "--batch-size", "50",
@@ -42,6 +51,7 @@ def test_trains_writes_and_resumes_without_retraining(tmp_path: Path) -> None:
     b1 = json.loads((out / "members/seed0/efficientnet-b0/compound-b1/metrics.json").read_text())
     assert 0.0 <= b0["test_accuracy"] <= 1.0 and b0["test_images"] == 100
     assert b0["resolution"] == 32 and b0["history"][0]["train_images"] == 100
+    assert b0["protocol"]["name"] == "one-epoch" and b0["train_config"]["augment"] is False
     # phi 1 of compound scaling: resolution 224 -> 256 (gamma 1.15, rounded to 8), so the
     # proxy input is round(32 * 256 / 224) = 37 px, with more multiply-adds than B0.
     assert b1["resolution"] == 37 and b1["flops"] > b0["flops"]
@@ -107,7 +117,7 @@ def _member(base: str, name: str, accuracy: float, *, accuracies=None, activatio
 
 def _verdicts(members: list[dict], speed=None) -> dict[str, str]:
     driver = _load_driver()
-    found = driver.claims({m["member"]: m for m in members}, speed, {})
+    found = driver.report.claims({m["member"]: m for m in members}, speed, {})
     # Part 2 has one claim per base; the one of EfficientNet-B0 is named "2".
     return {claim["part"]: claim["verdict"] for claim in found
             if not claim["claim"].startswith("searched")}
@@ -167,7 +177,7 @@ def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: 
             trial.set_user_attr("accuracy", accuracies[-1])
             study.tell(trial, outcome)
 
-    search = driver.search_record(tmp_path)
+    search = driver.report.search_record(tmp_path)
     assert search["target_flops"] == 400_000_000 and len(search["trials"]) == 4
     complete, screened, pruned, prescreened = search["trials"]
     assert (complete["trained"], complete["accuracy"], complete["reward"]) == (True, 0.85, 0.86)
@@ -175,14 +185,14 @@ def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: 
     assert not prescreened["trained"] and prescreened["prescreened"]
     # Optuna keeps a pruned trial's last accuracy as its value: not a reward.
     assert (pruned["trained"], pruned["accuracy"], pruned["reward"]) == (True, 0.70, None)
-    text = driver.search_markdown(search)
+    text = driver.report.search_markdown(search)
     assert "4 trials" in text and ("2 of them were screened out (1 by their naswot score, "
                                    "the rest by their multiply-adds)") in text
     assert "| **0** (best) | COMPLETE | 390.0M | 2.0M | 85.00 | 0.8600 |" in text
     assert "| 2 | PRUNED | 410.0M | 2.0M | 70.00 | - |" in text
-    written = driver.write_plots(tmp_path, {}, None, {}, driver.Protocol(), search)
+    written = driver.report.write_plots(tmp_path, {}, None, {}, driver.Protocol(), search)
     assert written == ["part1.png"] and (tmp_path / "part1.png").stat().st_size > 1000
-    assert driver.search_record(tmp_path / "elsewhere") is None
+    assert driver.report.search_record(tmp_path / "elsewhere") is None
 
 
 
@@ -201,3 +211,246 @@ def test_family_files_are_the_ones_nas_scale_writes(tmp_path: Path, capsys) -> N
     text = (tmp_path / "driver" / "family.txt").read_text()
     assert text.startswith("$ nas scale --genome efficientnet-b0 --phi 0..2 --method fast")
     assert capsys.readouterr().out.splitlines()[0] == text.splitlines()[1]
+
+
+# The protocol.json of runs/reference as the one-epoch run wrote it, before the converged
+# preset added fields.
+OLD_PROTOCOL = {"subset": 4096, "epochs": 1, "batch_size": 32, "test_size": 2000,
+                "resolution": 32, "data_seed": 0, "max_phi": 3, "threads": None}
+
+
+def test_converged_preset_and_the_flags_that_override_it() -> None:
+    driver = _load_driver()
+    protocol, seeds, out = driver.resolve_protocol(driver.parse_args([]))
+    assert (protocol, seeds, out) == (driver.Protocol(), [0], Path("runs/reference"))
+    assert protocol.to_dict() == {**OLD_PROTOCOL, "augment": False, "name": "one-epoch"}
+
+    args = driver.parse_args(["--protocol", "converged"])
+    protocol, seeds, out = driver.resolve_protocol(args)
+    assert protocol.to_dict() == {"subset": 10000, "epochs": 15, "batch_size": 128,
+                                  "test_size": None, "resolution": 32, "data_seed": 0,
+                                  "max_phi": 2, "threads": None, "augment": True,
+                                  "name": "converged"}
+    assert (seeds, out, args.parts) == ([0, 1], Path("runs/converged"), [2, 3, 4])
+
+    protocol, seeds, out = driver.resolve_protocol(driver.parse_args(
+        ["--protocol", "converged", "--epochs", "12", "--test-size", "500", "--no-augment",
+         "--max-phi", "1", "--seeds", "3", "--out", "elsewhere"]))
+    assert (protocol.epochs, protocol.test_size, protocol.augment, protocol.max_phi) == \
+        (12, 500, False, 1)
+    assert (protocol.subset, protocol.batch_size, protocol.name) == (10000, 128, "converged")
+    assert (seeds, out) == ([3], Path("elsewhere"))
+    protocol, _, _ = driver.resolve_protocol(driver.parse_args(["--test-size", "0", "--augment"]))
+    assert (protocol.test_size, protocol.augment, protocol.epochs) == (None, True, 1)
+    with pytest.raises(driver.UsageError, match="--epochs >= 1"):
+        driver.resolve_protocol(driver.parse_args(["--protocol", "converged", "--epochs", "0"]))
+
+
+def test_the_converged_run_scales_the_searched_genome_of_the_reference_run(
+        tmp_path: Path) -> None:
+    from space import Genome
+
+    driver = _load_driver()
+    reference = ROOT / "runs" / "reference" / "baseline" / "best.json"
+    assert driver.PRESETS["converged"]["baseline"] == reference
+    bases = driver.Bases(out=tmp_path, wanted=driver.BASES, explicit=None, preset=reference)
+    assert bases.load()
+    assert bases.genomes[driver.SEARCHED].key() == Genome.from_json(reference).key()
+    assert (tmp_path / "baseline" / "best.json").read_bytes() == reference.read_bytes()
+
+
+def test_members_train_with_the_nas_train_recipe() -> None:
+    from nas.full_train import DEFAULTS
+    from nas.train import TrainConfig
+    from space import presets
+
+    driver = _load_driver()
+    b0 = presets.get("efficientnet-b0")
+    # The one-epoch protocol trains exactly as it did before the presets existed.
+    assert driver.member_config(b0, seed=1, protocol=driver.Protocol()) == TrainConfig(
+        epochs=1, batch_size=32, resolution=32, seed=1)
+    config = driver.member_config(b0, seed=0, protocol=driver.PRESETS["converged"]["protocol"])
+    assert (config.epochs, config.batch_size, config.augment, config.resolution) == \
+        (15, 128, True, 32)
+    assert (config.optimizer, config.schedule, config.label_smoothing) == \
+        (DEFAULTS["optimizer"], DEFAULTS["schedule"], DEFAULTS["label_smoothing"])
+
+
+def test_a_protocol_json_without_the_new_fields_reads_as_one_epoch(tmp_path: Path) -> None:
+    driver = _load_driver()
+    one_epoch, _, _ = driver.resolve_protocol(driver.parse_args([]))
+    converged, _, _ = driver.resolve_protocol(driver.parse_args(["--protocol", "converged"]))
+    # The committed reference run is accepted as it stands.
+    driver.check_protocol(ROOT / "runs" / "reference", one_epoch)
+    out = tmp_path / "reference"
+    out.mkdir()
+    (out / "protocol.json").write_text(json.dumps({"protocol": OLD_PROTOCOL, "runs": []}))
+    driver.check_protocol(out, one_epoch)
+    for other in (converged, dataclasses.replace(one_epoch, augment=True)):
+        with pytest.raises(driver.ReproduceError, match="another --out"):
+            driver.check_protocol(out, other)
+    # A resumed run rewrites protocol.json with every field, and it still matches.
+    driver.record_run(out, one_epoch, ["--seeds", "0"])
+    assert json.loads((out / "protocol.json").read_text())["protocol"]["augment"] is False
+    driver.check_protocol(out, one_epoch)
+
+
+def test_every_plot_names_its_protocol(tmp_path: Path, monkeypatch) -> None:
+    driver = _load_driver()
+    members = {}
+    for base, names in (("searched", ("b0", "compound-b1", "width-b1")),
+                        ("efficientnet-b0", ("b0", "compound-b1", "width-b1", "fast-a0.8-b1",
+                                             "fast-a0.333-b1"))):
+        for name in names:
+            flops = 1e7 if name == "b0" else 2e7 + len(name) * 1e5
+            row = _member(base, name, 0.8, flops=flops)
+            row.update(seeds=[0], latency_b1_ms=flops / 1e6, activations=flops / 10,
+                       epoch_accuracies=[[0.7, 0.78, 0.8]], last_third_gain=0.02)
+            members[row["member"]] = row
+    titles = []
+    save = driver.report._save
+
+    def saved(figure, path: Path) -> None:
+        titles.append(figure.get_suptitle())
+        save(figure, path)
+
+    monkeypatch.setattr(driver.report, "_save", saved)
+    written = driver.report.write_plots(tmp_path, members, None, {},
+                                        driver.PRESETS["converged"]["protocol"])
+    assert written == ["part2_searched.png", "part2_efficientnet-b0.png", "part3.png",
+                       "part4.png", "latency.png", "plateau.png"]
+    assert len(titles) == 6 and all("(converged protocol)" in text for text in titles), titles
+
+
+def _git(repo: Path, *arguments: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *arguments], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def _git_repo(repo: Path, monkeypatch) -> Path:
+    """A throwaway repository with one commit, under a fixed identity and no user config."""
+    for key, value in {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com",
+                       "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com",
+                       "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}.items():
+        monkeypatch.setenv(key, value)
+    repo.mkdir(parents=True, exist_ok=True)
+    _git(repo, "init", "-q")
+    (repo / ".gitignore").write_text("runs/*\n")  # as in this repository: --commit forces
+    _git(repo, "add", ".gitignore")
+    _git(repo, "commit", "-q", "-m", "start")
+    return repo
+
+
+def test_converged_member_trains_augmented_records_epochs_and_commits(
+        tmp_path: Path, monkeypatch) -> None:
+    import nas.train
+
+    driver = _load_driver()
+    repo = _git_repo(tmp_path / "repo", monkeypatch)
+    batches = []
+    augment = nas.train.augment
+
+    def counted(images, **options):
+        batches.append(len(images))
+        return augment(images, **options)
+
+    monkeypatch.setattr(nas.train, "augment", counted)
+    out = repo / "runs" / "converged"
+    done = driver.main(["--protocol", "converged", "--out", str(out), "--subset", "100",
+                        "--test-size", "100", "--epochs", "3", "--batch-size", "50",
+                        "--max-phi", "1", "--bases", "efficientnet-b0", "--parts", "2",
+                        "--families", "compound", "--seeds", "0", "--threads", "1", "--quiet",
+                        "--commit"])
+    assert (done["trained"], done["failed"]) == (2, 0)
+    # Two members x 3 epochs x 2 batches of 50, every one augmented.
+    assert batches == [50] * 12
+
+    member = "members/seed0/efficientnet-b0/compound-b1/metrics.json"
+    metrics = json.loads((out / member).read_text())
+    assert metrics["train_config"]["augment"] is True and metrics["protocol"]["name"] == "converged"
+    assert (metrics["resolution"], metrics["test_images"]) == (37, 100)
+    curve = [epoch["test_accuracy"] for epoch in metrics["history"]]
+    assert [epoch["epoch"] for epoch in metrics["history"]] == [1, 2, 3]
+    assert all(0.0 <= accuracy <= 1.0 for accuracy in curve)
+    assert curve[-1] == metrics["test_accuracy"]
+    results = json.loads((out / "results.json").read_text())
+    plateau = {row["member"]: row for row in results["plateau"]}
+    assert set(plateau) == {"efficientnet-b0/b0", "efficientnet-b0/compound-b1"}
+    assert plateau["efficientnet-b0/compound-b1"]["gains"] == [pytest.approx(curve[2] - curve[1])]
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("## Reproduction under the converged protocol\n\nFashion-MNIST, "
+                              "100 training images x 3 epoch(s), batch 50, augmented")
+    assert "### Part 2 (converged protocol): EfficientNet-B0" in summary
+    assert "### Plateau (converged protocol): test accuracy gained from epoch 2 to epoch 3" \
+        in summary
+    assert {"part2_efficientnet-b0.png", "plateau.png"} <= set(done["summary"]["plots"])
+
+    # --commit: each member with the results it changed, then the folder's small files.
+    subjects = _git(repo, "log", "--format=%s").splitlines()
+    assert subjects == [f"reproduce (converged): results, plots and family files of {out}",
+                        "reproduce (converged): efficientnet-b0/compound-b1 seed 0, test "
+                        f"accuracy {metrics['test_accuracy']:.4f}",
+                        "reproduce (converged): efficientnet-b0/b0 seed 0, test accuracy "
+                        f"{plateau['efficientnet-b0/b0']['accuracy']:.4f}", "start"]
+    assert set(_git(repo, "show", "--name-only", "--format=", "HEAD~1").split()) == {
+        f"runs/converged/{member}", "runs/converged/results.json", "runs/converged/summary.md"}
+    tracked = set(_git(repo, "ls-files", "runs/converged").split())
+    assert {"runs/converged/protocol.json", "runs/converged/plateau.png",
+            "runs/converged/families/efficientnet-b0/compound/family.json"} <= tracked
+    assert (out / "families/efficientnet-b0/compound/family.html").stat().st_size > 1_000_000
+    assert "runs/converged/families/efficientnet-b0/compound/family.html" not in tracked
+    assert _git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+def test_commit_results_commits_exactly_the_given_paths(tmp_path: Path, monkeypatch) -> None:
+    commit_results = _load("commit_results").commit_results
+    repo = _git_repo(tmp_path, monkeypatch)
+    (repo / "runs").mkdir()
+    for name in ("a.json", "b.json"):
+        (repo / "runs" / name).write_text("{}\n")
+    (repo / ".gitignore").write_text("runs/*\nother\n")  # someone else's edit
+    (repo / "staged.txt").write_text("staged\n")  # and their staged file
+    _git(repo, "add", "staged.txt")
+
+    assert commit_results([repo / "runs" / "a.json"], "member a", repo)
+    assert _git(repo, "log", "-1", "--format=%s").strip() == "member a"
+    assert _git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["runs/a.json"]
+    assert _git(repo, "diff", "--cached", "--name-only").split() == ["staged.txt"]
+    assert _git(repo, "diff", "--name-only").split() == [".gitignore"]
+    head = _git(repo, "rev-parse", "HEAD")
+    assert commit_results([repo / "runs" / "a.json"], "unchanged", repo)
+    assert _git(repo, "rev-parse", "HEAD") == head
+    monkeypatch.chdir(repo / "runs")  # paths relative to the caller's folder
+    assert commit_results(["b.json"], "member b", repo)
+    assert _git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["runs/b.json"]
+
+
+def test_commit_results_waits_for_the_index_lock_and_warns_when_git_fails(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    commit_results = _load("commit_results").commit_results
+    repo = _git_repo(tmp_path / "repo", monkeypatch)
+    (repo / "runs").mkdir()
+    result = repo / "runs" / "a.json"
+    result.write_text("{}\n")
+    lock = repo / ".git" / "index.lock"
+    lock.write_text("")  # another git command, for half a second
+    threading.Timer(0.5, lock.unlink).start()
+    started = time.perf_counter()
+    assert commit_results([result], "after the lock", repo, attempts=30, pause=0.1)
+    assert time.perf_counter() - started >= 0.4
+    assert _git(repo, "log", "-1", "--format=%s").strip() == "after the lock"
+
+    result.write_text("{\"changed\": 1}\n")
+    lock.write_text("")  # held for good
+    with caplog.at_level(logging.WARNING):
+        assert not commit_results([result], "blocked", repo, attempts=2, pause=0.01)
+    assert "not committed (blocked)" in caplog.text and "index.lock" in caplog.text
+    assert _git(repo, "log", "-1", "--format=%s").strip() == "after the lock"
+    lock.unlink()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "x.json").write_text("{}\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert not commit_results([plain / "x.json"], "no repository", plain)
+    assert "not committed (no repository)" in caplog.text
