@@ -32,6 +32,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_proxy.py
 
@@ -39,6 +40,7 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench_rank_fidelity import start_worker  # noqa: E402
+from commit_results import commit_results  # noqa: E402
 from bench_reference_accuracy import LONG_EPOCHS, SEEDS  # noqa: E402
 from nas.common import atomic_write_json, format_table  # noqa: E402
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
@@ -67,15 +69,20 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2,
                         help="trainings at once, each in a single-thread process")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--train-only", action="store_true",
+                        help="run no search: train the references and the bests of the "
+                             "searches already recorded")
+    parser.add_argument("--commit", action="store_true",
+                        help="commit the results file to git after every step")
     args = parser.parse_args()
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("searches", {})
     results.setdefault("trainings", {})
-    for evaluator in args.evaluator or ["supernet"]:
+    for evaluator in [] if args.train_only else args.evaluator or ["supernet"]:
         if not results["searches"].get(evaluator, {}).get("finished"):
             results["searches"][evaluator] = search(evaluator, args)
-            save(out, results)
+            save(out, results, f"Search proof: {evaluator} search finished" if args.commit else None)
     contenders = {f"searched ({name})": entry["best"]
                   for name, entry in results["searches"].items() if entry.get("best")}
     contenders.update({name: presets.get(name).to_dict() for name in REFERENCES})
@@ -145,7 +152,9 @@ def train_all(contenders: dict[str, dict], results: dict, args: argparse.Namespa
             name, seed = futures[future]
             trainings[f"{name}@{seed}"] = future.result()
             results["table"] = table(contenders, trainings)
-            save(out, results)
+            save(out, results, f"Search proof: {name} seed {seed} test accuracy "
+                               f"{trainings[f'{name}@{seed}']['accuracy']:.4f}"
+                 if args.commit else None)
             progress.set_postfix(last=f"{name}@{seed}", acc=trainings[f"{name}@{seed}"]["accuracy"])
             progress.update(1)
     progress.close()
@@ -196,7 +205,8 @@ def table(contenders: dict[str, dict], trainings: dict) -> list[list[str]]:
     return rows
 
 
-def save(out: Path, results: dict) -> None:
+def save(out: Path, results: dict, commit_message: Optional[str] = None) -> None:
+    """Write ``results`` (atomically); with a message, also commit the file."""
     results["protocol"] = {"epochs": LONG_EPOCHS, "seeds": list(SEEDS),
                            "train_images": PROXY_DEFAULTS["subset"],
                            "held_out_validation": PROXY_DEFAULTS["val_size"],
@@ -204,6 +214,8 @@ def save(out: Path, results: dict) -> None:
                            "target": TARGET}
     results["machine"] = {"cores": os.cpu_count(), "torch": str(torch.__version__)}
     atomic_write_json(out, results)
+    if commit_message:
+        commit_results([out], commit_message, Path(__file__).resolve().parent.parent)
 
 
 if __name__ == "__main__":
