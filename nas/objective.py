@@ -87,6 +87,9 @@ class Objective:
         self.evaluator, self.prescreen = evaluator, prescreen
         self.study, self.artifacts, self.study_name = study, artifacts, study_name
         self.reward_spec = RewardSpec(config.target, config.alpha, config.beta)
+        # time.monotonic() at which the study's time budget ends (None: no time budget);
+        # the search sets it, and the work it does not stop between trials stops there.
+        self.deadline: Optional[float] = None
         self.digests: dict[str, FrozenTrial] = {}  # digest -> the trial that evaluated it
         self.prescreened: dict[str, FrozenTrial] = {}  # digest -> a trial the prescreen rejected
         self.best_reward = -math.inf

@@ -17,6 +17,14 @@ The search's evaluator scores a reference where it can. A supernet scores only g
 its own space: a reference outside it is trained at the confirmation's fidelity instead
 (:class:`nas.confirm.Confirmer`), and recorded with evaluator ``proxy-train`` so that
 neither a reuse nor a proxy-basis comparison mixes the two protocols.
+
+Such a training (two seeds of 15 epochs by default) can take longer than a whole supernet
+search, so it must not eat the search's time budget: the search queues the references its
+evaluator scores before its first trial and the others after its last
+(:func:`scored_directly` splits them), and a reference's training stops at the study's
+deadline (``Objective.deadline``). One stopped there is recorded as interrupted, outside
+the budget, with the seeds it finished kept; the same command with a longer ``--timeout``
+queues it again and goes on from there.
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ from space import Genome, NasError, presets
 from . import trial_notes
 from .protocol import EvaluationFailed
 from .reward import reward
+from .signals import OutOfTime, deadline
 from .trial import (FAIL_REASON, REFERENCE, genome_digest, mark_reference,
                     not_evaluated, record_failure, record_genome, record_result)
 
 __all__ = ["enqueue_references", "waiting_references", "evaluate_reference",
-           "reference_genome"]
+           "reference_genome", "scored_directly", "unsettled_references"]
 
 # States of a reference's trial after which nobody queues it again (nor after a failure
 # of its own: one that cannot be priced or trained would fail again).
@@ -52,17 +61,20 @@ def _trials_of(trials: Sequence[optuna.trial.FrozenTrial], name: str) -> list:
     return [t for t in trials if t.user_attrs.get(REFERENCE) == name]
 
 
-def enqueue_references(study: optuna.Study, names: Sequence[str]) -> list[str]:
-    """Queue a trial for each reference the study has not evaluated, is not evaluating
-    and has not failed on its own; returns the names queued."""
+def unsettled_references(study: optuna.Study, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` the study has not evaluated, is not evaluating or about to, and
+    has not failed on its own."""
     trials = study.get_trials(deepcopy=False)
-    queued = []
-    for name in names:
-        if any(t.state in _SETTLED or FAIL_REASON in t.user_attrs
-               for t in _trials_of(trials, name)):
-            continue
+    return [name for name in names
+            if not any(t.state in _SETTLED or FAIL_REASON in t.user_attrs
+                       for t in _trials_of(trials, name))]
+
+
+def enqueue_references(study: optuna.Study, names: Sequence[str]) -> list[str]:
+    """Queue a trial for each of the :func:`unsettled_references`; returns their names."""
+    queued = unsettled_references(study, names)
+    for name in queued:
         study.enqueue_trial({}, user_attrs={REFERENCE: name})
-        queued.append(name)
     return queued
 
 
@@ -77,6 +89,13 @@ def _scorable(evaluator: Any, genome: Genome) -> bool:
     scores only that space's genomes."""
     space = getattr(evaluator, "space", None)
     return space is None or space.contains(genome)
+
+
+def scored_directly(evaluator: Any, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``names`` split into those ``evaluator`` scores itself and those it cannot (trained
+    at the confirmation's fidelity instead)."""
+    direct = [name for name in names if _scorable(evaluator, reference_genome(name))]
+    return direct, [name for name in names if name not in direct]
 
 
 def evaluate_reference(objective: Any, trial: optuna.Trial, name: str):
@@ -107,10 +126,16 @@ def evaluate_reference(objective: Any, trial: optuna.Trial, name: str):
             accuracy = objective.evaluator.evaluate(genome)
             noise = objective.evaluator.noise(accuracy)
         else:
-            accuracy, noise = _confirmed(objective, genome, trial.number, name)
+            with deadline(objective.deadline):
+                accuracy, noise = _confirmed(objective, genome, trial.number, name)
     except EvaluationFailed as error:
         record_failure(trial, str(error))
         raise
+    except OutOfTime:
+        raise not_evaluated(trial, "interrupted", f"reference network {name} (which the "
+                            f"{config.evaluator} evaluator cannot score) was being trained at "
+                            "the confirmation's fidelity when the time budget ran out; the same "
+                            "command with a longer --timeout goes on with it") from None
     score = reward(accuracy, value, objective.reward_spec)
     record_result(trial, accuracy=accuracy, reward=score, noise=noise,
                   eval_seconds=time.perf_counter() - started)

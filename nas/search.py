@@ -27,7 +27,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -40,7 +40,8 @@ from .common import die_with_parent, format_count
 from .confirm import confirm_top
 from .objective import Objective, Pricing, check_space_fits
 from .outputs import passing_machine_faults
-from .references import enqueue_references, waiting_references
+from .references import (enqueue_references, scored_directly, unsettled_references,
+                         waiting_references)
 from .protocol import EvaluationFailed
 from .results import SearchResult, write_outputs
 from .run import RunFolder
@@ -135,8 +136,11 @@ class _Search:
         # interrupted, outside the budget) and no trial starts after it.
         stop_handling = contextlib.ExitStack()
         stop_handling.enter_context(handle_signals(graceful=True))
+        if config.timeout:
+            self.objective.deadline = started + config.timeout
+        direct, trained = scored_directly(self.objective.evaluator, config.reference_names)
         try:
-            self._run_references()
+            self._run_references(direct)
             while True:
                 check_stop()
                 remaining = (None if not config.timeout
@@ -160,6 +164,15 @@ class _Search:
                     continue  # the budget only moves when others finish: look now and then
                 used = self._refresh()
                 progress.trial(trial, used, self.objective.best_reward)
+            # After the search, not before it: their training could take the whole budget.
+            missing = unsettled_references(self.study, trained)
+            if missing and out_of_time:
+                progress.write(f"reference network(s) {', '.join(missing)} not evaluated: "
+                               f"the {config.evaluator} evaluator cannot score them and the "
+                               "time budget left no room for their training; a longer "
+                               "--timeout trains them")
+            elif missing:
+                self._run_references(missing)
         except BaseException as error:
             if not stopped(error):
                 raise
@@ -174,10 +187,11 @@ class _Search:
         result.out_of_time = out_of_time
         return result
 
-    def _run_references(self) -> None:
-        """Evaluate the reference networks this study lacks (:mod:`nas.references`): queued
-        in the storage, then run by whichever worker takes them, this one first."""
-        enqueue_references(self.study, self.config.reference_names)
+    def _run_references(self, names: Sequence[str]) -> None:
+        """Evaluate those of the reference networks ``names`` this study lacks
+        (:mod:`nas.references`): queued in the storage, then run by whichever worker takes
+        them, this one first."""
+        enqueue_references(self.study, names)
         for _ in range(waiting_references(self.study)):
             check_stop()
             if not waiting_references(self.study):

@@ -143,8 +143,9 @@ class SearchConfig(Settings):
     runs_dir: str = setting("runs", "output folder", flags=("--runs",), group=_STUDY)
     references: str = setting(
         DEFAULT_REFERENCES, "hand-designed networks evaluated once per study beside the search, "
-        "outside its trial budget, by the same evaluator (by the confirmation's training where "
-        "the evaluator cannot score them, e.g. a supernet); comma-separated preset names, or "
+        "outside its trial budget, by the same evaluator (by the confirmation's training, after "
+        "the search and within --timeout, where the evaluator cannot score them, e.g. a "
+        "supernet); comma-separated preset names, or "
         "none (default %(default)s)", metavar="NAMES", group=_SELECTION)
     # Off until the reference trainings measure what it buys (README, docs/search.md).
     confirm_top: int = setting(

@@ -205,5 +205,11 @@ def select(records: Sequence[TrialRecord], study_attrs: dict[str, Any],
                             "compared once confirmed, --confirm-top"))
         else:
             compared.append(_compare(best, _candidate(record, entry)))
+    evaluated = {record.attrs.get("reference") for record in references}
+    stopped = {r.attrs.get("reference"): r.number for r in records
+               if r.state == "interrupted" and r.attrs.get("reference") not in (None, *evaluated)}
+    missing.extend((name, f"not evaluated: its trial {number} was stopped before it finished; "
+                    "the same command goes on with it (with a longer --timeout if the time "
+                    "budget stopped it)") for name, number in stopped.items())
     return Selection(basis, best, None if runner is None else _compare(best, runner),
                      tuple(compared), tuple(missing))

@@ -12,6 +12,11 @@ cleanly and writing its outputs. A second signal means "now": the handler raises
 Python's own Ctrl-C does. Should a raise be swallowed where it landed, a third signal
 ends the process on the spot.
 
+A time budget is the other reason long work stops: inside a :func:`deadline` block,
+:func:`check_stop` raises :class:`OutOfTime` once the deadline has passed, at the same
+safe points. It is not a ``KeyboardInterrupt``: running out of time is the budget doing
+its job, not the user stopping the process, and the exit code stays 0.
+
 Handlers are installed for both signals whatever the process inherited: a background
 job of a non-interactive shell starts with SIGINT ignored, and such a program could
 otherwise not be stopped with Ctrl-C's signal.
@@ -24,10 +29,11 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Iterator, Optional
 
-__all__ = ["StopRequested", "handle_signals", "stop_requested", "check_stop", "stopped",
-           "quiet_stops_in", "exit_code"]
+__all__ = ["StopRequested", "OutOfTime", "handle_signals", "deadline", "stop_requested",
+           "check_stop", "stopped", "quiet_stops_in", "exit_code"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -37,12 +43,17 @@ class StopRequested(KeyboardInterrupt):
     handler of Ctrl-C (the CLI's one line and exit code) handles it too."""
 
 
+class OutOfTime(Exception):
+    """Raised where work honours a stop request once a :func:`deadline` has passed."""
+
+
 class _State:
     def __init__(self) -> None:
         self.signum: Optional[int] = None  # the first signal received
         self.count = 0
         self.graceful = False
         self.depth = 0
+        self.deadline: Optional[float] = None  # time.monotonic() at which work stops
 
 
 _state = _State()
@@ -91,16 +102,33 @@ def handle_signals(*, graceful: bool) -> Iterator[None]:
         _state.depth -= 1
 
 
+@contextlib.contextmanager
+def deadline(at: Optional[float]) -> Iterator[None]:
+    """Within the block, :func:`check_stop` raises :class:`OutOfTime` once
+    ``time.monotonic()`` reaches ``at`` (None: no deadline of its own; an enclosing
+    block's earlier deadline still holds)."""
+    previous = _state.deadline
+    if at is not None:
+        _state.deadline = at if previous is None else min(previous, at)
+    try:
+        yield
+    finally:
+        _state.deadline = previous
+
+
 def stop_requested() -> Optional[str]:
     """The name of the signal that asked this process to stop (``SIGTERM``), or None."""
     return None if _state.signum is None else signal.Signals(_state.signum).name
 
 
 def check_stop() -> None:
-    """Raise :class:`StopRequested` if a signal asked this process to stop."""
+    """Raise :class:`StopRequested` if a signal asked this process to stop, or
+    :class:`OutOfTime` if the deadline of an enclosing :func:`deadline` has passed."""
     name = stop_requested()
     if name is not None:
         raise StopRequested(name)
+    if _state.deadline is not None and time.monotonic() >= _state.deadline:
+        raise OutOfTime("the time budget is spent")
 
 
 def stopped(error: BaseException) -> bool:

@@ -128,21 +128,18 @@ def test_the_sampler_and_the_pruner_see_the_searched_trials_only():
     assert not make_pruner(SearchConfig(target=1)).prune(study, frozen)
 
 
-def test_a_supernet_search_trains_a_reference_outside_its_space_at_the_confirm_fidelity(
-        tmp_path, capsys):
+def _supernet_search(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A supernet search over the tiny space of test_supernet_search.py, its supernet
+    trained, with MnasNet-A1 (outside that three-stage space) as its only reference."""
     from nas.data import load_dataset
-    from nas.selection import confirmed_score
     from nas.supernet import SupernetSettings
     from nas.supernet.artifact import default_path, supernet_key
-    from nas.trial import genome_digest
 
     from _supernet_space import TINY_SETTINGS, TINY_SPACE, tiny_space
 
     space_file = tmp_path / "space.json"
     space_file.write_text(json.dumps(TINY_SPACE))
     runs = tmp_path / "runs"
-    # The supernet the search looks for, trained with the tiny settings (as in
-    # test_supernet_search.py): MnasNet-A1 lies outside its three-stage space.
     wanted = SupernetSettings(resolution=16, val_size=500, seed=0)
     path = default_path(runs, supernet_key(tiny_space(), load_dataset("fashion-mnist"), wanted))
     make_evaluator("supernet", space=tiny_space(), supernet=path,
@@ -153,10 +150,21 @@ def test_a_supernet_search_trains_a_reference_outside_its_space_at_the_confirm_f
             "--proxy-subset", "128", "--proxy-epochs", "1", "--n-trials", "2",
             "--cost-window", "0", "--references", "mnasnet-a1", "--confirm-epochs", "1",
             "--runs", str(runs), "--study", "sn", "--quiet"]
+    return runs, argv
+
+
+def test_a_supernet_search_trains_a_reference_outside_its_space_at_the_confirm_fidelity(
+        tmp_path, capsys):
+    from nas.selection import confirmed_score
+    from nas.trial import genome_digest
+
+    runs, argv = _supernet_search(tmp_path)
     assert main(argv) == 0
     out = capsys.readouterr().out
     study = load(runs, "sn")
     [ref] = references(study)
+    # Trained after the searched trials, so that its training cannot eat their time.
+    assert ref.number == max(t.number for t in study.trials)
     attrs = ref.user_attrs
     assert attrs["evaluator"] == "proxy-train"  # not the supernet's score
     entry = study.user_attrs["confirmed:" + genome_digest(presets.get("mnasnet-a1"))]
@@ -171,3 +179,41 @@ def test_a_supernet_search_trains_a_reference_outside_its_space_at_the_confirm_f
            "fidelity, the best scored by supernet; compared once confirmed" in out
     assert main(argv) == 0  # resumed: the reference is not trained again
     assert [t.number for t in references(load(runs, "sn"))] == [ref.number]
+
+
+def test_a_spent_time_budget_leaves_a_reference_outside_the_space_untrained(tmp_path, capsys):
+    runs, argv = _supernet_search(tmp_path)
+    assert main([*argv, "--timeout", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "reference network(s) mnasnet-a1 not evaluated: the supernet evaluator cannot " \
+           "score them and the time budget left no room for their training" in out
+    assert references(load(runs, "sn")) == []  # nothing queued for a later run to trip on
+
+
+def test_a_reference_training_stops_at_the_deadline_and_a_rerun_goes_on(tmp_path, capsys):
+    import time
+
+    from nas.commands.search import config_from_args
+    from nas.cli import build_parser
+    from nas.search import _Search
+
+    runs, argv = _supernet_search(tmp_path)
+    search = _Search(config_from_args(build_parser(argv).parse_args(argv)))
+    # The deadline a --timeout sets, already passed when the reference's training starts.
+    search.objective.deadline = time.monotonic()
+    result = search.run()
+    assert not result.interrupted  # running out of time is not a stop by the user
+    [ref] = references(load(runs, "sn"))
+    assert ref.state == TrialState.PRUNED and "when the time budget ran out" in \
+        ref.user_attrs["interrupted"]
+    rows = {r["number"]: r for r in csv.DictReader((runs / "sn" / "trials.csv").open())}
+    assert rows[str(ref.number)]["note"].startswith("reference network mnasnet-a1 (which the "
+                                                    "supernet evaluator cannot score)")
+    selection = json.loads((runs / "sn" / "selection.json").read_text())
+    assert selection["references_not_compared"]["mnasnet-a1"].startswith(
+        f"not evaluated: its trial {ref.number} was stopped before it finished")
+    assert main(argv) == 0  # no time budget now: the same command trains it
+    refs = references(load(runs, "sn"))
+    assert [t.state for t in refs] == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert json.loads((runs / "sn" / "selection.json").read_text())[
+        "references_not_compared"]["mnasnet-a1"].startswith("trained by proxy-train")

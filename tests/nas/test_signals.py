@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from nas.cli import main
-from nas.signals import StopRequested, handle_signals, stop_requested
+from nas.signals import (OutOfTime, StopRequested, check_stop, deadline, handle_signals,
+                         stop_requested)
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -181,3 +182,20 @@ def test_a_third_signal_ends_the_process_when_the_second_was_swallowed():
                           env=ENV, timeout=30)
     assert done.returncode == 128 + signal.SIGTERM and "still running" not in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "SIGTERM: stopped"
+
+
+def test_a_deadline_stops_work_at_its_checks_and_only_inside_its_block():
+    passed, later = time.monotonic() - 1, time.monotonic() + 3600
+    with handle_signals(graceful=True):  # a fresh state: no stop request left over
+        check_stop()
+        with deadline(passed):
+            with pytest.raises(OutOfTime):
+                check_stop()
+            with deadline(later), pytest.raises(OutOfTime):
+                check_stop()  # an enclosing earlier deadline still holds
+            with deadline(None), pytest.raises(OutOfTime):
+                check_stop()
+        with deadline(later):
+            check_stop()
+        check_stop()
+    assert not issubclass(OutOfTime, KeyboardInterrupt)  # not a stop by the user
