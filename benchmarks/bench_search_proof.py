@@ -92,6 +92,11 @@ def main() -> int:
     train_all(contenders, results, args, out)
     print(format_table(["network", "multiply-adds", "parameters", "test accuracy",
                         "vs EfficientNet-B0"], results["table"]))
+    results["throughput"] = throughput(results["searches"])
+    save(out, results)
+    print(format_table(["search", "seconds (training charged)", "genomes scored in full",
+                        "trials trained", "genomes / CPU-hour", "trials / CPU-hour"],
+                       results["throughput"]))
     print(f"wrote {out}")
     return 0
 
@@ -127,18 +132,34 @@ def search(evaluator: str, args: argparse.Namespace) -> dict:
     folder = RunFolder(runs / study)
     records = [TrialRecord(t) for t in open_study(locate_study(run_dir=folder.path)).get_trials()]
     counts = {state: n for state, n in state_counts(records).items() if n}
-    evaluated = counts.get("complete", 0)
     total = charged + seconds
     return {"finished": True, "command": " ".join(command[2:]),
             "budget_seconds": args.budget_seconds or None,
             "charged_seconds": round(charged, 1), "search_seconds": round(seconds, 1),
             "total_seconds": round(total, 1), "trial_states": counts,
-            "genomes_per_cpu_hour": round(evaluated / (total * os.cpu_count() / 3600), 1),
             # A budget spent before any genome was evaluated leaves no best.json.
             "best": (json.loads(folder.best_json.read_text())
                      if folder.best_json.exists() else None),
             "selection": (json.loads(folder.selection_json.read_text())
                           if folder.selection_json.exists() else None)}
+
+
+def throughput(searches: dict[str, dict]) -> list[list[str]]:
+    """Rows per finished search: its seconds (the supernet's training included), the
+    genomes it scored in full, the trials it trained at all (a pruned proxy training
+    stopped part-way counts here, not in full), each per CPU-hour of this machine."""
+    rows = []
+    for name, entry in searches.items():
+        if not entry.get("total_seconds"):
+            continue
+        states = entry["trial_states"]
+        full = states.get("complete", 0)
+        trained = full + states.get("pruned", 0)
+        cpu_hours = entry["total_seconds"] * os.cpu_count() / 3600
+        rows.append([name, f"{entry['total_seconds']:.0f} ({entry['charged_seconds']:.0f})",
+                     str(full), str(trained), f"{full / cpu_hours:.1f}",
+                     f"{trained / cpu_hours:.1f}"])
+    return rows
 
 
 def _training_seconds(artifact: Path) -> float:
