@@ -11,8 +11,8 @@ reference seeds is the ceiling. Also the supernet's training time and seconds pe
 
     python3 benchmarks/bench_supernet_fidelity.py [--epochs 4] [--subset N] [--threads 2]
 
-Scores are written after every genome to ``results/supernet_fidelity.json`` (keyed by the
-supernet's digest); the same command again continues, and a killed supernet training
+Scores are written after every genome to ``results/supernet_fidelity_<epochs>ep.json`` (keyed
+by the supernet's digest); the same command again continues, and a killed supernet training
 resumes from its checkpoint.
 """
 
@@ -56,7 +56,8 @@ def main() -> int:
                         help="space file of the supernet (default: the space the reference "
                              "genomes were drawn from)")
     parser.add_argument("--runs-dir", default="runs")
-    parser.add_argument("--out", default=str(RESULTS / "supernet_fidelity.json"))
+    parser.add_argument("--out", help="results file (default: "
+                                      "results/supernet_fidelity_<epochs>ep.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reference = json.loads(Path(args.reference).read_text())
@@ -68,7 +69,7 @@ def main() -> int:
                                supernet_settings=settings)
     obtained_seconds = time.perf_counter() - started
     digest = evaluator.settings()["supernet_digest"]
-    out = Path(args.out)
+    out = Path(args.out or RESULTS / f"supernet_fidelity_{args.epochs}ep.json")
     previous = json.loads(out.read_text()) if out.exists() else {}
     scores = previous.get("scores", {}) if previous.get("supernet_digest") == digest else {}
     training = evaluator.metadata.get("training", {})
