@@ -103,7 +103,20 @@ class Selection:
         return {"basis": self.basis, "best": self.best.to_dict(),
                 "runner_up": None if self.runner_up is None else self.runner_up.to_dict(),
                 "references": [c.to_dict() for c in self.references],
-                "references_not_compared": dict(self.uncompared), "z": 1.0}
+                "references_not_compared": dict(self.uncompared), "z": 1.0,
+                "noise_covers": self.noise_covers}
+
+    @property
+    def noise_covers(self) -> str:
+        """What the standard errors of the verdicts hold, and what they leave out."""
+        if self.best.reward_noise is None:
+            return "nothing: the evaluator's scores have no known standard error"
+        if self.basis == "confirmed":
+            return "the spread of the confirmation's seeds or the validation split's " \
+                   "binomial error, the larger"
+        return "the validation split's binomial error only; the evaluator's own error as " \
+               "a predictor of the accuracy trained alone (seed, proxy length, shared " \
+               "weights) comes on top"
 
     def lines(self) -> list[str]:
         """The summary's lines (the report shows the same)."""
@@ -115,6 +128,12 @@ class Selection:
             lines.append(self.runner_up.line())
         lines.extend(comparison.line() for comparison in self.references)
         lines.extend(f"vs {name}: not compared ({why})" for name, why in self.uncompared)
+        if self.basis == "proxy" and any(c.verdict.beyond_noise for c in self.references):
+            # Measured (docs/supernet.md): a supernet lead of 2.4 points over B0, beyond
+            # the binomial error, was 0.28 points (within noise) once both were trained.
+            lines.append("noise: the validation split's binomial error only, so a lead by the "
+                         "search's scores may not survive training alone; --confirm-top K "
+                         "trains the best and the references to check")
         return lines
 
 

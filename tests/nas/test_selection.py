@@ -78,6 +78,10 @@ def test_verdict_says_within_noise_below_the_combined_standard_error(tmp_path, c
     assert "vs trial 2: reward 0.8950 +- 0.0100; within noise: lead +0.005" in out
     assert f"vs efficientnet-b0 (reference, trial 0): reward {0.85 * factor:.4f} +- " \
            f"{0.01 * factor:.4f}; beyond noise" in out
+    # a lead beyond the binomial error of the search's own scores says what it leaves out
+    assert selection["noise_covers"].startswith("the validation split's binomial error only")
+    assert "noise: the validation split's binomial error only" in out
+    assert "--confirm-top K trains the best and the references" in out
 
 
 # A proxy small enough for seconds: 256 images at 16 px, 200 validation images.
@@ -125,6 +129,7 @@ def test_confirm_top_chooses_best_json_by_the_confirmed_reward_and_resumes(tmp_p
     assert Genome.from_json(tmp_path / "c" / "best.json").key() == digests[winner].key()
     selection = json.loads((tmp_path / "c" / "selection.json").read_text())
     assert selection["basis"] == "confirmed"
+    assert selection["noise_covers"].startswith("the spread of the confirmation's seeds")
     assert selection["best"]["trial"] == measured[winner]["trial"]
     assert selection["runner_up"]["trial"] == measured[loser]["trial"]
     assert selection["best"]["accuracy"] == pytest.approx(means[winner])
