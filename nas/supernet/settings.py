@@ -18,9 +18,9 @@ class SupernetSettings:
     (``val_size`` images, split with ``seed`` as the search splits them, so that no
     image a genome is scored on was trained on)."""
 
-    # Measured (benchmarks/results/supernet_fidelity*.json): 2 epochs rank the reference
-    # genomes as well as 4 (Spearman +0.52 against +0.54) in 28 minutes instead of 59,
-    # which leaves half of a one-hour budget to the search itself.
+    # Measured (benchmarks/results/supernet_fidelity_*ep.json): 2 epochs rank the 32
+    # reference genomes as well as 4 (Spearman +0.37 against +0.34) in 28 minutes instead
+    # of 59, which leaves half of a one-hour budget to the search itself.
     epochs: int = 2
     subset: Optional[int] = None
     batch_size: int = 128
