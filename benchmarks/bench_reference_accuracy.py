@@ -14,7 +14,8 @@ score can be expected to beat.
 Each finished training is written at once to ``results/reference_accuracy.json``; the same
 command again continues with what is missing, so a killed run loses at most the trainings
 in flight. Items run in the order that makes partial results useful soonest: both seeds of
-each window genome, then the second seed of the committed genomes, then the window proxies.
+each window genome, then the window's cheap scores (minutes, and they complete the
+within-window comparison), then the second seed of the committed genomes (hours).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def planned_items(committed: list[dict]) -> list[tuple[str, str, int, dict]]:
     window = [(genome.name, genome.to_dict()) for genome in window_genomes()]
     old = [(row["genome"], row["genome_json"]) for row in committed]
     items = [(name, "long", seed, genome) for name, genome in window for seed in SEEDS]
-    items += [(name, "long", 1, genome) for name, genome in old]
     items += [(name, kind, 0, genome) for name, genome in window for kind in ("naswot", "proxy")]
+    items += [(name, "long", 1, genome) for name, genome in old]
     return [(f"{name}@{kind}@{seed}", kind, seed, genome) for name, kind, seed, genome in items]
 
 
