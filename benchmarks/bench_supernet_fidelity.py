@@ -7,7 +7,10 @@ trains the supernet of the space they were drawn from once (or reuses its artifa
 by it, and prints for each cheap score (supernet, 3-epoch proxy, naswot, multiply-adds) the
 Spearman and Kendall correlation with the mean of the two reference seeds, with bootstrap 95%
 intervals, over all genomes and within the 360-440 M window; the Spearman between the two
-reference seeds is the ceiling. Also the supernet's training time and seconds per genome.
+reference seeds is the ceiling. Beside each: its prediction error, the residual standard
+deviation (accuracy points) of the reference on a straight-line fit to the score, to hold
+against the spread of the reference accuracies. Also the supernet's training time and
+seconds per genome.
 
     python3 benchmarks/bench_supernet_fidelity.py [--epochs 4] [--subset N] [--threads 2]
 
@@ -26,9 +29,11 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench_proxy.py
 
+import numpy  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import kendalltau, spearmanr  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -91,13 +96,20 @@ def main() -> int:
     for subset in ("all", "window", "seed0"):
         print(f"\n{subset} ({summary[subset]['genomes']} genomes), noise ceiling "
               f"{_interval(summary[subset]['noise_ceiling'])}")
-        print(format_table(["score", "Spearman vs mean reference", "Kendall"],
-                           [[name, _interval(entry["spearman"]), _interval(entry["kendall"])]
+        print(f"spread of the reference accuracies (SD): {_points(summary[subset]['reference_spread'])}")
+        print(format_table(["score", "Spearman vs mean reference", "Kendall",
+                            "prediction error (points)"],
+                           [[name, _interval(entry["spearman"]), _interval(entry["kendall"]),
+                             _points(entry["prediction_error"])]
                             for name, entry in summary[subset].items()
                             if name in CHEAP_SCORES]))
     print(f"supernet training {training.get('seconds')} s, "
           f"{summary['supernet_seconds_per_genome']} s per genome; wrote {out}")
     return 0
+
+
+def _points(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
 
 
 def _interval(entry: dict) -> str:
@@ -128,6 +140,19 @@ def correlation(x: list[float], y: list[float], kind: str, seed: int = 0) -> dic
     return {"value": round(value, 4), "interval_95": interval}
 
 
+def prediction_error(score: list[float], reference: list[float]) -> Optional[float]:
+    """How far the reference accuracy strays from the best straight line through ``score``:
+    the residual standard deviation of that least-squares fit, in the reference's units.
+    For an accuracy-valued score this is its error as a predictor of stand-alone accuracy
+    once its offset and scale are calibrated away, the error a binomial standard error of
+    its own validation split leaves out."""
+    if len(score) < 3 or len(set(score)) < 2:
+        return None
+    slope, intercept = numpy.polyfit(score, reference, 1)
+    residuals = numpy.asarray(reference) - (slope * numpy.asarray(score) + intercept)
+    return round(float(numpy.sqrt((residuals ** 2).sum() / (len(score) - 2))), 6)
+
+
 def summarize(reference: dict, scores: dict, settings: SupernetSettings, digest: str,
               training: dict, obtained_seconds: float) -> dict:
     scored_rows = [{**row, "supernet": scores.get(row["genome"], {}).get("accuracy")}
@@ -146,13 +171,16 @@ def summarize(reference: dict, scores: dict, settings: SupernetSettings, digest:
             mean = {r["genome"]: (r["long_seed0"] + r["long_seed1"]) / 2 for r in chosen}
             ceiling = correlation([r["long_seed0"] for r in chosen],
                                   [r["long_seed1"] for r in chosen], "spearman")
-        entry = {"genomes": len(chosen), "noise_ceiling": ceiling}
+        entry = {"genomes": len(chosen), "noise_ceiling": ceiling,
+                 "reference_spread": (round(float(numpy.std(list(mean.values()), ddof=1)), 6)
+                                      if len(mean) > 1 else None)}
         for name in CHEAP_SCORES:
             scored = [r for r in chosen if r.get(name) is not None]
             pairs = ([r[name] for r in scored], [mean[r["genome"]] for r in scored])
             entry[name] = {"genomes": len(scored),
                            "spearman": correlation(*pairs, "spearman"),
-                           "kendall": correlation(*pairs, "kendall")}
+                           "kendall": correlation(*pairs, "kendall"),
+                           "prediction_error": prediction_error(*pairs)}
         summary[subset] = entry
     seconds = [entry["seconds"] for entry in scores.values()]
     return {"benchmark": "rank correlation of the supernet, the 3-epoch proxy and naswot with "
