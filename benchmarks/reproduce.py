@@ -57,6 +57,7 @@ results.json, results.csv, summary.md and part1.png, part2_*.png, part3.png, par
 latency.png, plateau.png (benchmarks/reproduce_report.py). Usage:
 
     python3 benchmarks/reproduce.py [--out runs/reference] [--seeds 0 1] [--parts 2 3 4]
+    python3 benchmarks/reproduce.py --protocol converged --plateau-check --workers 2 --commit
     python3 benchmarks/reproduce.py --protocol converged --workers 2 --commit
 """
 
@@ -512,6 +513,17 @@ def record_run(out: Path, protocol: Protocol, argv: Optional[Sequence[str]]) -> 
     atomic_write_json(path, {"protocol": protocol.to_dict(), "runs": runs})
 
 
+def plateau_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """The members whose curves decide whether the protocol's epochs suffice (the ones
+    reproduce_report.plateau reads): EfficientNet-B0, and the member with the most
+    multiply-adds, the slowest to converge."""
+    chosen = [job for job in jobs if job.member_id == f"{B0}/b0"]
+    largest = max(jobs, key=lambda job: job.deploy_flops, default=None)
+    if largest is not None and largest not in chosen:
+        chosen.append(largest)
+    return chosen
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """The options; those a --protocol preset sets are None here unless given (see
     resolve_protocol)."""
@@ -556,6 +568,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--commit", action="store_true", help="commit each finished member's "
                         "metrics.json, results.json and summary.md to git, and the folder's "
                         "other small files at the end (a failed commit is a warning)")
+    parser.add_argument("--plateau-check", action="store_true",
+                        help="train only what decides whether --epochs is enough: "
+                        "EfficientNet-B0 and the member with the most multiply-adds, under "
+                        "the first seed, and report their last-third gain; the full run "
+                        "later reuses both")
     parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
     return parser.parse_args(argv)
 
@@ -621,14 +638,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 write_family_files(bases.genomes[base], bases.specs[base], method, alpha,
                                    protocol.max_phi, out / "families" / base / label,
                                    data.num_classes, data.in_channels)
-        return plan(bases.genomes, specs, protocol, data.num_classes, data.in_channels)
+        jobs = plan(bases.genomes, specs, protocol, data.num_classes, data.in_channels)
+        return plateau_jobs(jobs) if args.plateau_check else jobs
 
+    if args.plateau_check:
+        seeds = seeds[:1]
     jobs = current_plan()
     counts = {"trained": 0, "skipped": 0, "failed": 0}
     if not args.report_only:
         # Runtimes need no training, so part 3's are measured first: a run stopped for
         # time still has them for every multiplier.
-        speed_jobs = [job for job in jobs if 3 in job.parts]
+        speed_jobs = [job for job in jobs if 3 in job.parts and not args.plateau_check]
         if speed_jobs and not (out / "speed.json").is_file():
             atomic_write_json(out / "speed.json", measure_speed(
                 speed_jobs, train=take_subset(data.train, protocol.subset, protocol.data_seed),

@@ -454,3 +454,28 @@ def test_commit_results_waits_for_the_index_lock_and_warns_when_git_fails(
     with caplog.at_level(logging.WARNING):
         assert not commit_results([plain / "x.json"], "no repository", plain)
     assert "not committed (no repository)" in caplog.text
+
+
+def test_plateau_check_trains_b0_and_the_largest_member_once_and_the_run_reuses_them(
+        tmp_path: Path) -> None:
+    driver = _load_driver()
+    out = tmp_path / "converged"
+    common = ["--protocol", "converged", "--out", str(out), "--subset", "64", "--test-size",
+              "64", "--epochs", "2", "--batch-size", "32", "--max-phi", "1", "--bases",
+              "efficientnet-b0", "--parts", "2", "--families", "compound", "width",
+              "--seeds", "0", "1", "--threads", "1", "--quiet"]
+    checked = driver.main([*common, "--plateau-check"])
+    trained = sorted(str(path.relative_to(out / "members"))
+                     for path in (out / "members").rglob("metrics.json"))
+    families = {label: json.loads((out / "families" / "efficientnet-b0" / label /
+                                   "family.json").read_text()) for label in ("compound", "width")}
+    flops = {label: family["members"][1]["flops"] for label, family in families.items()}
+    largest = max(flops, key=flops.get)
+    # The first seed only, and of the phi-1 members only the costlier one.
+    assert trained == ["seed0/efficientnet-b0/b0/metrics.json",
+                       f"seed0/efficientnet-b0/{largest}-b1/metrics.json"]
+    assert (checked["trained"], checked["skipped"]) == (2, 0)
+    assert [row["member"] for row in checked["summary"]["plateau"]] == [
+        "efficientnet-b0/b0", f"efficientnet-b0/{largest}-b1"]
+    full = driver.main(common)
+    assert (full["trained"], full["skipped"], full["failed"]) == (4, 2, 0)
