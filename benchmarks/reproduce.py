@@ -103,7 +103,7 @@ from nas.family import CostContext, family_files, family_table, grow  # noqa: E4
 from nas.full_train import DEFAULTS as TRAIN_DEFAULTS, train_config, train_genome  # noqa: E402
 from nas.latency import measure_latency  # noqa: E402
 from nas.outputs import publish  # noqa: E402
-from nas.train import TrainConfig, TrainingDiverged  # noqa: E402
+from nas.train import TrainConfig, TrainingDiverged, parse_device  # noqa: E402
 from reproduce_report import B0, BASES, FAMILY_ORDER, PART2_METHODS, SEARCHED  # noqa: E402
 from scaling import family, resolve_coefficients  # noqa: E402
 from space import Genome, NasError, cost, presets  # noqa: E402
@@ -297,7 +297,7 @@ def member_config(genome: Genome, *, seed: int, protocol: Protocol) -> TrainConf
 
 
 def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test: Split,
-                 data, quiet: bool) -> dict[str, Any]:
+                 data, quiet: bool, device: torch.device = torch.device("cpu")) -> dict[str, Any]:
     """Train one member with the protocol; returns its metrics (accuracy in [0, 1]; the
     test accuracy after every epoch in ``history``)."""
     config = member_config(job.genome, seed=seed, protocol=protocol)
@@ -311,11 +311,11 @@ def train_member(job: Job, *, seed: int, protocol: Protocol, train: Split, test:
         "activations": trained_cost.activations, "deploy_resolution": job.genome.resolution,
         "deploy_flops": job.deploy_flops, "genome_key": job.genome.key(),
         "genome": job.genome.to_dict(), "protocol": protocol.to_dict(),
-        "train_config": config.to_dict()}
+        "train_config": config.to_dict(), "device": str(device)}
     started = time.perf_counter()
     try:
         _, result = train_genome(job.genome, data=data, train=train, scored_on=test,
-                                 config=config, device=torch.device("cpu"), quiet=quiet,
+                                 config=config, device=device, quiet=quiet,
                                  description=job.member_id, eval_key="test_accuracy")
     except TrainingDiverged as error:
         return {**record, "test_accuracy": None, "failed": str(error),
@@ -429,13 +429,13 @@ _TRAINER: dict[str, Any] = {}
 
 
 def start_trainer(data_dir: Optional[str], protocol: Protocol, threads: Optional[int],
-                  quiet: bool, worker: bool = False) -> None:
+                  quiet: bool, device: str = "cpu", worker: bool = False) -> None:
     if worker:
         die_with_parent()
     if threads:
         torch.set_num_threads(threads)
     data = load_dataset("fashion-mnist", data_dir)
-    _TRAINER.update(data=data, protocol=protocol, quiet=quiet,
+    _TRAINER.update(data=data, protocol=protocol, quiet=quiet, device=torch.device(device),
                     train=take_subset(data.train, protocol.subset, protocol.data_seed),
                     test=take_subset(data.test, protocol.test_size, protocol.data_seed))
 
@@ -443,7 +443,8 @@ def start_trainer(data_dir: Optional[str], protocol: Protocol, threads: Optional
 def train_and_save(job: Job, seed: int, out: Path) -> dict[str, Any]:
     """Train one member in this process (see start_trainer) and write its metrics.json."""
     metrics = train_member(job, seed=seed, protocol=_TRAINER["protocol"], train=_TRAINER["train"],
-                           test=_TRAINER["test"], data=_TRAINER["data"], quiet=_TRAINER["quiet"])
+                           test=_TRAINER["test"], data=_TRAINER["data"], quiet=_TRAINER["quiet"],
+                           device=_TRAINER["device"])
     metrics["threads"] = torch.get_num_threads()
     atomic_write_json(member_folder(out, seed, job) / "metrics.json", metrics)
     return metrics
@@ -574,6 +575,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         "the first seed, and report their last-third gain; the full run "
                         "later reuses both")
     parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    parser.add_argument("--device", default="cpu", help="where members train (default cpu; "
+                        "cuda for a GPU, which several --workers share); part 3's runtimes "
+                        "and every latency stay on the CPU")
     return parser.parse_args(argv)
 
 
@@ -592,6 +596,7 @@ def resolve_protocol(args: argparse.Namespace) -> tuple[Protocol, list[int], Pat
             or protocol.max_phi < 1 or args.workers < 1:
         raise UsageError("--subset >= 2, --epochs >= 1, --batch-size >= 2, --max-phi >= 1, "
                          "--workers >= 1")
+    parse_device(args.device)  # refused here, not in a worker
     return protocol, list(args.seeds or preset["seeds"]), Path(args.out or preset["out"])
 
 
@@ -659,7 +664,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         # networks (two 1-thread trainers: 1.6x the images/s of one 2-thread trainer here).
         threads = args.threads or (max(1, len(os.sched_getaffinity(0)) // args.workers)
                                    if args.workers > 1 else None)
-        setup = (args.data, protocol, threads, args.quiet or args.workers > 1)
+        setup = (args.data, protocol, threads, args.quiet or args.workers > 1, args.device)
         if args.workers > 1:
             executor = ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"),
                                            initializer=start_trainer, initargs=(*setup, True))

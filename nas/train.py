@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .common import UsageError
 from .data import Normalization, Split, augment, batches, preprocess
 from .signals import check_stop
 from .train_eval import (Distributed, all_reduce_sum, autocast, average_buffers,
@@ -34,7 +35,7 @@ from .train_eval import (Distributed, all_reduce_sum, autocast, average_buffers,
 # nas.train_eval and are part of the trainer's interface, so they are named here too.
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "TrainResult", "TrainingDiverged",
            "Distributed", "fit", "evaluate_accuracy", "recompute_batch_norm", "learning_rate",
-           "configure_threads", "default_device", "state_digest"]
+           "configure_threads", "default_device", "parse_device", "state_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,20 @@ def configure_threads(local_world_size: int = 1) -> int:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_device(text: Optional[str]) -> torch.device:
+    """A ``--device`` value (None: :func:`default_device`), refused in one line when it
+    names no device or a GPU this machine lacks."""
+    if not text:
+        return default_device()
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device {text!r} is not a device (cpu, cuda, cuda:0)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {text}: no CUDA GPU is available here")
+    return device
 
 
 def learning_rate(step: int, total_steps: int, config: TrainConfig, steps_per_epoch: int) -> float:

@@ -18,7 +18,8 @@ from ..data import DATASETS, Dataset, load_dataset
 from ..full_train import DEFAULTS, FIXED_ON_RESUME, FullTraining
 from ..memory import check_fits, training_bytes
 from ..signals import StopRequested
-from ..train import OPTIMIZERS, SCHEDULES, Distributed, TrainingDiverged, configure_threads
+from ..train import OPTIMIZERS, SCHEDULES, Distributed, TrainingDiverged, configure_threads, \
+    parse_device
 
 EXAMPLES = """\
 examples:
@@ -82,15 +83,7 @@ def register(subparsers) -> None:
 
 
 def _device(args: argparse.Namespace, distributed: Optional[Distributed]) -> torch.device:
-    if args.device:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            raise UsageError(f"--device {args.device!r} is not a device (cpu, cuda, cuda:0)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UsageError(f"--device {args.device}: no CUDA GPU is available here")
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = parse_device(args.device)
     if device.type == "cuda" and distributed is not None:
         device = torch.device("cuda", distributed.local_rank)
     return device

@@ -297,6 +297,8 @@ ROWS = [
      "not an Optuna journal"),
     # train
     ("train", "unknown-flag", ["train", "--genome", "efficientnet-b0", "--bogus"], "--bogus"),
+    ("train", "device-that-is-none", ["train", "--genome", "efficientnet-b0", "--device", "tpu",
+                                      "--out", "{d}/out"], "is not a device"),
     ("train", "missing-genome", ["train", "--genome", "{d}/missing.json", "--out", "{d}/out"],
      "does not exist"),
     ("train", "huge-number", ["train", "--genome", "{d}/huge.json", "--out", "{d}/out"],

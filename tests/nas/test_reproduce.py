@@ -52,6 +52,7 @@ def test_trains_writes_and_resumes_without_retraining(tmp_path: Path) -> None:
     assert 0.0 <= b0["test_accuracy"] <= 1.0 and b0["test_images"] == 100
     assert b0["resolution"] == 32 and b0["history"][0]["train_images"] == 100
     assert b0["protocol"]["name"] == "one-epoch" and b0["train_config"]["augment"] is False
+    assert b0["device"] == "cpu"
     # phi 1 of compound scaling: resolution 224 -> 256 (gamma 1.15, rounded to 8), so the
     # proxy input is round(32 * 256 / 224) = 37 px, with more multiply-adds than B0.
     assert b1["resolution"] == 37 and b1["flops"] > b0["flops"]
@@ -244,6 +245,9 @@ def test_converged_preset_and_the_flags_that_override_it() -> None:
     assert (protocol.test_size, protocol.augment, protocol.epochs) == (None, True, 1)
     with pytest.raises(driver.UsageError, match="--epochs >= 1"):
         driver.resolve_protocol(driver.parse_args(["--protocol", "converged", "--epochs", "0"]))
+    # A device is checked before any folder is made or worker started.
+    with pytest.raises(driver.UsageError, match="'tpu' is not a device"):
+        driver.resolve_protocol(driver.parse_args(["--device", "tpu"]))
 
 
 def test_the_converged_run_scales_the_searched_genome_of_the_reference_run(
