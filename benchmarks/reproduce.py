@@ -575,6 +575,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         "the first seed, and report their last-third gain; the full run "
                         "later reuses both")
     parser.add_argument("--quiet", action="store_true", help="no per-step progress bar")
+    parser.add_argument("--no-speed", action="store_true",
+                        help="skip part 3's runtime measurement (on a machine whose CPU "
+                        "timings will not be reported, such as a GPU host running trainings)")
     parser.add_argument("--device", default="cpu", help="where members train (default cpu; "
                         "cuda for a GPU, which several --workers share); part 3's runtimes "
                         "and every latency stay on the CPU")
@@ -653,7 +656,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     if not args.report_only:
         # Runtimes need no training, so part 3's are measured first: a run stopped for
         # time still has them for every multiplier.
-        speed_jobs = [job for job in jobs if 3 in job.parts and not args.plateau_check]
+        speed_jobs = [job for job in jobs
+                      if 3 in job.parts and not (args.plateau_check or args.no_speed)]
         if speed_jobs and not (out / "speed.json").is_file():
             atomic_write_json(out / "speed.json", measure_speed(
                 speed_jobs, train=take_subset(data.train, protocol.subset, protocol.data_seed),
