@@ -12,11 +12,12 @@ deviation (accuracy points) of the reference on a straight-line fit to the score
 against the spread of the reference accuracies. Also the supernet's training time and
 seconds per genome.
 
-    python3 benchmarks/bench_supernet_fidelity.py [--epochs 4] [--subset N] [--threads 2]
+    python3 benchmarks/bench_supernet_fidelity.py [--epochs 4] [--schedule progressive]
+        [--subset N] [--threads 2]
 
-Scores are written after every genome to ``results/supernet_fidelity_<epochs>ep.json`` (keyed
-by the supernet's digest); the same command again continues, and a killed supernet training
-resumes from its checkpoint.
+Scores are written after every genome to ``results/supernet_fidelity_<epochs>ep.json``
+(``..._<epochs>ep_progressive.json`` for that schedule; keyed by the supernet's digest); the
+same command again continues, and a killed supernet training resumes from its checkpoint.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from nas.common import atomic_write_json, format_table  # noqa: E402
 from nas.data import load_dataset  # noqa: E402
 from nas.evaluators import PROXY_DEFAULTS, make_evaluator  # noqa: E402
 from nas.supernet.artifact import key_digest, supernet_key  # noqa: E402
-from nas.supernet.settings import SupernetSettings  # noqa: E402
+from nas.supernet.settings import SCHEDULES, SupernetSettings  # noqa: E402
 from space import Genome, SearchSpace  # noqa: E402
 from space.search_space import MBCONV_SPACE_PATH  # noqa: E402
 
@@ -57,6 +58,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", default=str(RESULTS / "reference_accuracy.json"))
     parser.add_argument("--epochs", type=int, default=SupernetSettings.epochs)
+    parser.add_argument("--schedule", choices=SCHEDULES, default=SupernetSettings.schedule,
+                        help="how the supernet's steps draw their sub-networks")
     parser.add_argument("--subset", type=int, default=None,
                         help="supernet training images (default: all outside validation)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -69,12 +72,13 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reference = json.loads(Path(args.reference).read_text())
-    settings = SupernetSettings(epochs=args.epochs, subset=args.subset,
+    settings = SupernetSettings(epochs=args.epochs, subset=args.subset, schedule=args.schedule,
                                 resolution=PROXY_DEFAULTS["resolution"],
                                 val_size=PROXY_DEFAULTS["val_size"], seed=0)
     space = SearchSpace.from_file(args.space)
     digest = key_digest(supernet_key(space, load_dataset(DATASET), settings))
-    out = Path(args.out or RESULTS / f"supernet_fidelity_{args.epochs}ep.json")
+    suffix = "" if args.schedule == SupernetSettings.schedule else f"_{args.schedule}"
+    out = Path(args.out or RESULTS / f"supernet_fidelity_{args.epochs}ep{suffix}.json")
     previous = json.loads(out.read_text()) if out.exists() else {}
     same_supernet = previous.get("supernet_digest") == digest
     scores = previous.get("scores", {}) if same_supernet else {}

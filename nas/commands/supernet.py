@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 
 from ..common import UsageError, parse_count, parse_seed
+from ..supernet.settings import SCHEDULES, SupernetSettings
 
 EXAMPLES = """\
 examples:
@@ -23,8 +24,6 @@ checkpoint (<artifact>.partial) when the command is run again.
 
 
 def _defaults() -> dict:
-    from ..supernet.settings import SupernetSettings  # no torch
-
     return {field.name: field.default for field in dataclasses.fields(SupernetSettings)}
 
 
@@ -62,6 +61,10 @@ def register(subparsers) -> None:
                        "the batch size)")
     train.add_argument("--random-subnets", type=int, help="random sub-networks per step "
                        f"besides the largest and smallest (default {defaults['random_subnets']})")
+    train.add_argument("--schedule", choices=SCHEDULES, help="how each step draws its "
+                       "sub-networks: sandwich, from the whole space; progressive, from a "
+                       "space that grows by quarters of the training (kernel, then depth, "
+                       f"then every choice; once-for-all) (default {defaults['schedule']})")
     train.add_argument("--augment", action="store_true", help="random crop and flip")
     train.add_argument("--seed", type=parse_seed, default=0)
     train.add_argument("--out", metavar="FILE.pt", help="artifact path (default "
@@ -77,12 +80,10 @@ def register(subparsers) -> None:
     parser.set_defaults(handler=lambda args: parser.error("choose a subcommand: train"))
 
 
-def settings_from_args(args: argparse.Namespace):
-    from ..supernet.settings import SupernetSettings
-
+def settings_from_args(args: argparse.Namespace) -> SupernetSettings:
     given = {"epochs": args.epochs, "subset": args.subset, "batch_size": args.batch_size,
              "resolution": args.resolution, "val_size": args.val_size, "lr": args.lr,
-             "random_subnets": args.random_subnets}
+             "random_subnets": args.random_subnets, "schedule": args.schedule}
     try:
         return SupernetSettings(seed=args.seed, augment=args.augment,
                                 **{key: value for key, value in given.items()

@@ -7,7 +7,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
-__all__ = ["SupernetSettings"]
+__all__ = ["SupernetSettings", "SCHEDULES"]
+
+# How the sub-networks of a step are drawn (nas.supernet.training): "sandwich" from the
+# whole space at every step; "progressive" shrinks in stages as once-for-all does.
+SCHEDULES = ("sandwich", "progressive")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class SupernetSettings:
     label_smoothing: float = 0.1
     augment: bool = False
     random_subnets: int = 2
+    schedule: str = "sandwich"
 
     def __post_init__(self) -> None:
         self.train_config()  # TrainConfig checks epochs, batch size, optimizer and resolution
@@ -40,6 +45,8 @@ class SupernetSettings:
                              f"({self.batch_size} images)")
         if not 0 <= self.random_subnets <= 16:
             raise ValueError(f"random_subnets {self.random_subnets} must be 0 to 16")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} must be one of {', '.join(SCHEDULES)}")
 
     def train_config(self):
         """The :class:`nas.train.TrainConfig` of the same optimiser and schedule."""
@@ -51,4 +58,9 @@ class SupernetSettings:
                            resolution=self.resolution, seed=self.seed)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings, the default schedule left out: an artifact's key holds them, and
+        artifacts trained before there was a choice of schedule keep their keys."""
+        settings = dataclasses.asdict(self)
+        if settings["schedule"] == "sandwich":
+            del settings["schedule"]
+        return settings

@@ -7,6 +7,11 @@ predictions (its detached softmax), accumulating the gradients for one optimizer
 the largest and smallest bound the space, distillation gives the small ones a smoother
 target. As in BigNAS, dropout and drop-connect regularise only the teacher.
 
+The ``progressive`` schedule (once-for-all's progressive shrinking) draws the students
+from a space that grows over four equal spans of the training (:data:`PROGRESSIVE_PHASES`):
+the teacher alone, then other kernel sizes, then fewer layers, then every choice; a
+student's other choices are the teacher's.
+
 Reproducible and resumable: step ``s`` draws its sub-networks, augmentation and dropout
 from seeds of ``(seed, s)`` alone and its batch from the epoch's seeded permutation, so
 a training resumed from the checkpoint of step ``s`` follows the path of one that was
@@ -40,7 +45,7 @@ from ..train import TrainConfig, learning_rate
 from .model import Supernet, SupernetError
 from .settings import SupernetSettings
 
-__all__ = ["train_supernet", "sandwich", "teacher", "PARTIAL_FORMAT"]
+__all__ = ["train_supernet", "sandwich", "teacher", "PARTIAL_FORMAT", "PROGRESSIVE_PHASES"]
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +56,44 @@ def _step_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919) % 2**63
 
 
-def sandwich(supernet: Supernet, step: int, seed: int, random_subnets: int) -> list[Genome]:
+# The stage fields a progressive student may take from the space in each quarter of the
+# training (None: all of them), in once-for-all's order: kernel, depth, then the widths.
+PROGRESSIVE_PHASES: tuple[Optional[tuple[str, ...]], ...] = (
+    (), ("kernel_size",), ("kernel_size", "num_layers"), None)
+
+
+def sandwich(supernet: Supernet, step: int, seed: int, random_subnets: int,
+             free_fields: Optional[tuple[str, ...]] = None) -> list[Genome]:
     """The sub-networks of step ``step``: the :func:`teacher` (with the space's dropout
-    and drop-connect), the smallest and ``random_subnets`` random ones (without them)."""
+    and drop-connect), the smallest and ``random_subnets`` random ones (without them).
+    With ``free_fields`` given, the students vary only those stage fields and take the
+    rest from the teacher; with none free the teacher trains alone."""
     space = supernet.space
+    largest = teacher(space)
+    if free_fields == ():
+        return [largest]
     rng = random.Random(_step_seed(seed, step))
     plain = [space.smallest()] + [space.random_genome(rng) for _ in range(random_subnets)]
-    return [teacher(space)] + [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0)
-                               for g in plain]
+    if free_fields is not None:
+        plain = [dataclasses.replace(largest, stages=tuple(
+            dataclasses.replace(big, **{name: getattr(small, name) for name in free_fields})
+            for big, small in zip(largest.stages, genome.stages))) for genome in plain]
+    students = [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0) for g in plain]
+    if free_fields is not None:
+        # Few choices free: students repeat each other or the teacher (a space with one
+        # kernel size); a repeat would only weigh that network twice.
+        students = [g for g in dict.fromkeys(students)
+                    if g != dataclasses.replace(largest, dropout=0.0, drop_connect_rate=0.0)]
+    return [largest] + students
+
+
+def free_fields(settings: SupernetSettings, step: int,
+                total_steps: int) -> Optional[tuple[str, ...]]:
+    """What the students of step ``step`` may vary under ``settings.schedule``."""
+    if settings.schedule == "sandwich":
+        return None
+    return PROGRESSIVE_PHASES[min(len(PROGRESSIVE_PHASES) - 1,
+                                  step * len(PROGRESSIVE_PHASES) // total_steps)]
 
 
 def teacher(space: SearchSpace) -> Genome:
@@ -181,7 +216,8 @@ class _Run:
             group["lr"] = learning_rate(self.step, self.total, self.config, self.steps_per_epoch)
         self.optimizer.zero_grad(set_to_none=True)
         genomes = sandwich(self.supernet, self.step, self.settings.seed,
-                           self.settings.random_subnets)
+                           self.settings.random_subnets,
+                           free_fields(self.settings, self.step, self.total))
         loss, distill = _train_step(self.supernet, inputs, labels.to(device), genomes,
                                     self.settings.label_smoothing)
         if not (math.isfinite(loss) and math.isfinite(distill)):

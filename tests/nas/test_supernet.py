@@ -13,7 +13,7 @@ from nas.data import load_dataset, split_train_val, take_subset
 from nas.evaluators import make_evaluator
 from nas.protocol import EvaluationFailed
 from nas.supernet import Supernet, SupernetError, SupernetSettings
-from nas.supernet.training import sandwich, teacher, train_supernet
+from nas.supernet.training import free_fields, sandwich, teacher, train_supernet
 from space import Genome, SearchSpace, build, resolve_blocks
 
 from _supernet_space import TINY_SETTINGS, tiny_space
@@ -132,6 +132,34 @@ def test_sandwich_is_largest_smallest_and_seeded_random_ones():
     assert len({g.key() for s in range(20) for g in sandwich(supernet, s, 0, 2)[2:]}) > 10
 
 
+def test_progressive_schedule_frees_kernel_then_depth_then_every_choice_by_quarters():
+    space = tiny_space()
+    supernet = Supernet(space, num_classes=10, in_channels=1)
+    progressive = SupernetSettings(**TINY_SETTINGS, schedule="progressive")
+    assert [free_fields(progressive, step, 100) for step in (0, 24, 25, 50, 74, 75, 99)] == \
+        [(), (), ("kernel_size",), ("kernel_size", "num_layers"),
+         ("kernel_size", "num_layers"), None, None]
+    assert free_fields(SupernetSettings(**TINY_SETTINGS), 0, 100) is None
+
+    assert sandwich(supernet, 3, 0, 2, ()) == [teacher(space)]  # the teacher alone
+    largest = teacher(space)
+    for free in (("kernel_size",), ("kernel_size", "num_layers")):
+        students = [g for step in range(20) for g in sandwich(supernet, step, 0, 2, free)[1:]]
+        varied = {name for g in students for mine, big in zip(g.stages, largest.stages)
+                  for name in mine.__dict__ if getattr(mine, name) != getattr(big, name)}
+        assert varied == set(free)
+        assert all(g.dropout == 0.0 and g != largest for g in students)
+    # Every choice free: the students are the whole space's, as in the sandwich rule.
+    assert sandwich(supernet, 7, 0, 2, None) == sandwich(supernet, 7, 0, 2)
+
+
+def test_the_default_schedule_keeps_the_keys_of_artifacts_made_before_it_was_a_choice():
+    assert "schedule" not in SupernetSettings().to_dict()
+    assert SupernetSettings(schedule="progressive").to_dict()["schedule"] == "progressive"
+    with pytest.raises(ValueError, match="schedule 'shrink' must be one of sandwich, progressive"):
+        SupernetSettings(schedule="shrink")
+
+
 @pytest.fixture(scope="module")
 def fashion():
     data = load_dataset("fashion-mnist")
@@ -167,6 +195,15 @@ def _resumes_to(reference, fashion, checkpoint, step):
     assert summary["resumed_at_step"] == step and summary["steps"] == 12  # 2 x 384 // 64
     for (name, a), b in zip(reference.items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_progressive_training_trains_otherwise_than_the_sandwich_rule(fashion, uninterrupted):
+    progressive = SupernetSettings(**{**RESUMABLE.to_dict(), "schedule": "progressive"})
+    supernet, summary = _train(*fashion, progressive, checkpoint=None)
+    assert summary["steps"] == 12 and len(summary["history"]) == 2
+    # Its first three steps train the teacher alone, the sandwich's every student too.
+    assert any(not torch.equal(a, b) for a, b in zip(uninterrupted.values(),
+                                                     supernet.state_dict().values()))
 
 
 def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_weights(
