@@ -522,7 +522,8 @@ def _finish_axis(axis, xlabel: str, ylabel: str) -> None:
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8)
+    if axis.get_legend_handles_labels()[1]:  # a part with no member trained yet has none
+        axis.legend(fontsize=8)
 
 
 def latency_correlations(members: dict[str, dict[str, Any]]) -> dict[str, float]:

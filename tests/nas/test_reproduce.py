@@ -483,3 +483,15 @@ def test_plateau_check_trains_b0_and_the_largest_member_once_and_the_run_reuses_
         "efficientnet-b0/b0", f"efficientnet-b0/{largest}-b1"]
     full = driver.main(common)
     assert (full["trained"], full["skipped"], full["failed"]) == (4, 2, 0)
+
+
+def test_no_speed_trains_part_3_without_timing_it(tmp_path: Path) -> None:
+    driver = _load_driver()
+    out = tmp_path / "gpu-like"
+    done = driver.main(["--out", str(out), "--subset", "64", "--test-size", "64", "--epochs",
+                        "1", "--batch-size", "32", "--max-phi", "1", "--bases",
+                        "efficientnet-b0", "--parts", "3", "--threads", "1", "--quiet",
+                        "--no-speed"])
+    # b0 and phi 1 of fast (a = 0.8) and uniform (a = 1/3) scaling, and no runtimes.
+    assert (done["trained"], done["failed"]) == (3, 0)
+    assert not (out / "speed.json").exists()
