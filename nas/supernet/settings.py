@@ -36,6 +36,8 @@ class SupernetSettings:
     label_smoothing: float = 0.1
     augment: bool = False
     random_subnets: int = 2
+    # Measured (supernet_fidelity_2ep_progressive.json): progressive shrinking ranked the
+    # 32 reference genomes at +0.13 against the sandwich rule's +0.26, over 2 epochs each.
     schedule: str = "sandwich"
 
     def __post_init__(self) -> None:
