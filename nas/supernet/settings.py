@@ -23,7 +23,7 @@ class SupernetSettings:
     image a genome is scored on was trained on)."""
 
     # Measured (benchmarks/results/supernet_fidelity_*ep.json): 2 epochs rank the 32
-    # reference genomes as well as 4 (Spearman +0.37 against +0.34) in 28 minutes instead
+    # reference genomes as well as 4 (Spearman +0.26 against +0.23) in 28 minutes instead
     # of 59, which leaves half of a one-hour budget to the search itself.
     epochs: int = 2
     subset: Optional[int] = None
