@@ -59,6 +59,9 @@ latency.png, plateau.png (benchmarks/reproduce_report.py). Usage:
     python3 benchmarks/reproduce.py [--out runs/reference] [--seeds 0 1] [--parts 2 3 4]
     python3 benchmarks/reproduce.py --protocol converged --plateau-check --workers 2 --commit
     python3 benchmarks/reproduce.py --protocol converged --workers 2 --commit
+    # on a GPU: all 60,000 images, phi 0..3, trainers sharing the GPU, no CPU runtimes
+    python3 benchmarks/reproduce.py --protocol converged --out runs/converged-gpu \
+        --subset 60000 --batch-size 256 --epochs 6 --max-phi 3 --device cuda --workers 10 --no-speed
 """
 
 from __future__ import annotations
