@@ -52,7 +52,7 @@ from .memory import InsufficientMemory, check_fits, inference_bytes, training_by
 from .noise import binomial_standard_error
 from .protocol import EVALUATOR_KINDS, EVALUATORS, PROXY_DEFAULTS, ZERO_COST_BATCH, \
     EvaluationFailed
-from .train import TrainConfig, TrainingDiverged, fit
+from .train import TrainConfig, TrainingDiverged, default_device, fit
 
 __all__ = ["EVALUATORS", "EvaluationFailed", "Evaluator", "ProxyTrainEvaluator",
            "NaswotEvaluator", "SynflowEvaluator", "GradNormEvaluator", "make_evaluator",
@@ -103,8 +103,7 @@ class Evaluator(abc.ABC):
         self.data = load_dataset(dataset, data_dir)
         self.resolution = resolution
         self.seed = seed
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.device = torch.device(device) if device is not None else default_device()
         self.quiet = quiet
 
     @property

@@ -99,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
     from ..supernet.evaluator import SupernetEvaluator
     from ..supernet.training import teacher
-    from ..train import configure_threads
+    from ..train import configure_threads, parse_device
 
     settings = settings_from_args(args)
+    device = parse_device(args.device)
     if args.checkpoint_seconds < 0:
         raise UsageError("--checkpoint-seconds must be at least 0")
     out = Path(args.out) if args.out else None
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
                                   runs_dir=args.runs_dir, rebuild=True, force=args.force,
                                   checkpoint_seconds=args.checkpoint_seconds,
                                   dataset=args.dataset, data_dir=args.data_dir,
-                                  device=args.device, quiet=args.quiet)
+                                  device=device, quiet=args.quiet)
     training = evaluator.metadata["training"]
     verb = "trained" if evaluator.built else "up to date (--force trains it again)"
     if evaluator.built and training.get("resumed_at_step"):

@@ -78,13 +78,10 @@ def sandwich(supernet: Supernet, step: int, seed: int, random_subnets: int,
         plain = [dataclasses.replace(largest, stages=tuple(
             dataclasses.replace(big, **{name: getattr(small, name) for name in free_fields})
             for big, small in zip(largest.stages, genome.stages))) for genome in plain]
-    students = [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0) for g in plain]
-    if free_fields is not None:
         # Few choices free: students repeat each other or the teacher (a space with one
         # kernel size); a repeat would only weigh that network twice.
-        students = [g for g in dict.fromkeys(students)
-                    if g != dataclasses.replace(largest, dropout=0.0, drop_connect_rate=0.0)]
-    return [largest] + students
+        plain = [g for g in dict.fromkeys(plain) if g != largest]
+    return [largest] + [dataclasses.replace(g, dropout=0.0, drop_connect_rate=0.0) for g in plain]
 
 
 def free_fields(settings: SupernetSettings, step: int,

@@ -324,6 +324,8 @@ ROWS = [
     # supernet (every row is refused before any data is read or weights are trained)
     ("supernet", "unknown-flag", ["supernet", "train", "--bogus"], "--bogus"),
     ("supernet", "no-subcommand", ["supernet"], "choose a subcommand"),
+    ("supernet", "device-that-is-none", ["supernet", "train", "--device", "tpu", "--out",
+                                         "{d}/s.pt"], "is not a device"),
     ("supernet", "zero-epochs", ["supernet", "train", "--epochs", "0", "--out", "{d}/s.pt"],
      "epochs >= 1"),
     ("supernet", "subset-under-a-batch", ["supernet", "train", "--subset", "5", "--out",
