@@ -207,6 +207,54 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
     return found
 
 
+def phi_trends(members: dict[str, dict[str, Any]], bases: dict[str, str]) -> list[dict[str, Any]]:
+    """Whether each family's accuracy rises with phi: every step between its measured
+    members (b0 -> b1 -> b2 ...) and b0 against its largest member, each weighed by
+    ``compare``. Verdicts: "rises at every step", "rises overall" (no step falls beyond
+    noise, some are within it), "falls" (the largest member is less accurate than b0),
+    "mixed" (rises overall, yet one step falls), "within noise", "not measured"."""
+    found = []
+    for base in BASES:
+        labels = PART2_METHODS + (("fast-a0.8", "fast-a0.333") if base == B0 else ())
+        for label in labels:
+            rows = family_rows(members, base, label)
+            if not any(row["phi"] > 0 for row in rows):
+                continue
+            steps = [(low, high, compare(high, low)) for low, high in zip(rows, rows[1:])]
+            if rows[0]["phi"] != 0:
+                overall, verdict = None, "not measured"
+            else:
+                overall = compare(rows[-1], rows[0])
+                outcomes = [outcome for _, _, outcome in steps]
+                if all(outcome > 0 for outcome in outcomes):
+                    verdict = "rises at every step"
+                elif overall > 0:
+                    verdict = "mixed" if min(outcomes) < 0 else "rises overall"
+                else:
+                    verdict = "falls" if overall < 0 else "within noise"
+            found.append({
+                "base": base, "family": label, "phis": [row["phi"] for row in rows],
+                "accuracies": [row["accuracy"] for row in rows],
+                "steps": [f"b{low['phi']}->b{high['phi']} "
+                          f"{100 * (high['accuracy'] - low['accuracy']):+.2f}"
+                          f"{'' if outcome else ' (noise)'}" for low, high, outcome in steps],
+                "overall": overall, "verdict": verdict})
+    return found
+
+
+def phi_trends_markdown(found: Sequence[dict[str, Any]], bases: dict[str, str],
+                        protocol: Protocol) -> str:
+    table = [[bases.get(row["base"], row["base"]), row["family"],
+              " -> ".join(f"{100 * accuracy:.2f}" for accuracy in row["accuracies"]),
+              "; ".join(row["steps"]), row["verdict"]] for row in found]
+    return (f"### Does accuracy rise with phi? ({title(protocol)})\n\n"
+            "Each step between a family's measured members, in points; \"(noise)\" marks a "
+            "step within two standard errors of the difference (the rule of the claims "
+            "below).\n\n"
+            + markdown_table(["base", "family", "test acc % by phi", "steps (points)",
+                              "verdict"], table) + "\n")
+
+
 def search_record(out: Path) -> Optional[dict[str, Any]]:
     """Part 1 from the copied study (baseline/study.db): its target, wall time and every
     trial's state, cost and proxy accuracy; None without a copied study."""
@@ -348,6 +396,9 @@ def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[st
                  for row in compound]
         parts.append(markdown_table(["base", "phi", "px", "multiply-adds", "params",
                                      "test acc %"], table) + "\n")
+    trends = phi_trends(members, bases)
+    if trends:
+        parts.append(phi_trends_markdown(trends, bases, protocol))
     found = plateau(members)
     if found:
         parts.append(plateau_markdown(found, protocol))
@@ -547,7 +598,8 @@ def write_results(out: Path, protocol: Protocol, bases: dict[str, str], *,
     search = search_record(out)
     summary = {"protocol": protocol.to_dict(), "bases": bases, "search": search,
                "latency_correlations_log": latency_correlations(members),
-               "claims": claims(members, speed, bases), "plateau": plateau(members),
+               "claims": claims(members, speed, bases),
+               "phi_trends": phi_trends(members, bases), "plateau": plateau(members),
                "members": list(members.values())}
     atomic_write_json(out / "results.json", summary)
     buffer = io.StringIO()

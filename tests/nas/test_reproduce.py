@@ -152,6 +152,33 @@ def test_claim_verdicts_weigh_gaps_against_sampling_and_seed_noise() -> None:
                                              "runtime (latency and training): not reproduced")
 
 
+def test_phi_trends_say_whether_each_family_rises_step_by_step() -> None:
+    driver = _load_driver()
+    b0 = "efficientnet-b0"
+    # 2,000 test images at ~85%: two standard errors of a difference are ~2.3 points.
+    members = [_member(b0, "b0", 0.80), _member(b0, "compound-b1", 0.84),
+               _member(b0, "compound-b2", 0.88), _member(b0, "width-b1", 0.81),
+               _member(b0, "width-b2", 0.85), _member(b0, "depth-b1", 0.70),
+               _member(b0, "depth-b2", 0.81), _member(b0, "resolution-b2", 0.79),
+               _member("searched", "compound-b1", 0.9)]
+    found = {(row["base"], row["family"]): row
+             for row in driver.report.phi_trends({m["member"]: m for m in members}, {})}
+    assert found[(b0, "compound")]["verdict"] == "rises at every step"
+    assert found[(b0, "compound")]["steps"] == ["b0->b1 +4.00", "b1->b2 +4.00"]
+    assert found[(b0, "width")]["verdict"] == "rises overall"
+    assert found[(b0, "width")]["steps"][0] == "b0->b1 +1.00 (noise)"
+    assert found[(b0, "depth")]["verdict"] == "within noise"  # down 10, back up 11
+    assert found[(b0, "resolution")]["phis"] == [0, 2]
+    assert found[(b0, "resolution")]["verdict"] == "within noise"
+    assert found[("searched", "compound")]["verdict"] == "not measured"  # no b0 to start from
+    assert (b0, "fast-a0.8") not in found
+    falling = [_member(b0, "b0", 0.80), _member(b0, "compound-b1", 0.70)]
+    assert driver.report.phi_trends({m["member"]: m for m in falling}, {})[0]["verdict"] == "falls"
+    mixed = [_member(b0, "b0", 0.70), _member(b0, "compound-b1", 0.85),
+             _member(b0, "compound-b2", 0.80)]
+    assert driver.report.phi_trends({m["member"]: m for m in mixed}, {})[0]["verdict"] == "mixed"
+
+
 def test_part1_reads_the_copied_study_and_tells_screened_from_trained(tmp_path: Path) -> None:
     import optuna
 
