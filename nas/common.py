@@ -34,8 +34,10 @@ def parse_count(text: str, what: str = "value") -> int:
         raise UsageError(f"{what} {text!r} is not a number with an optional K/M/G suffix "
                          "(e.g. 400M, 1.8G, 390000000)")
     value = float(match.group(1)) * _SUFFIXES[match.group(2).upper()]
-    if not 0 < value < 1e18:
+    if value <= 0:
         raise UsageError(f"{what} {text!r} must be positive")
+    if value >= 1e18:  # also inf: float() turns 1e400 into it
+        raise UsageError(f"{what} {text!r} is too large (at most 1e18)")
     return int(round(value))
 
 
