@@ -50,7 +50,7 @@ from .search_config import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, S
 from .search_study import make_sampler, open_search_study
 from .settings import SettingError
 from .signals import check_stop, handle_signals, quiet_stops_in, stopped
-from .storage import fail_dead_local_workers, wait_for_running_trials
+from .storage import fail_dead_local_workers, taken_as_stale, wait_for_running_trials
 from .trial import TrialRecord, budget_used, last_trial_of_worker
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
@@ -64,6 +64,24 @@ log = logging.getLogger(__name__)
 MAX_CONSECUTIVE_SCREENED = 2000
 
 
+class _QuietTakenTrials(logging.Filter):
+    """Drops Optuna's records of a trial that another worker took as stale (see
+    :meth:`_Search._one_trial`): Optuna logs it as failed, with the traceback of the write
+    that the storage refused, but its evaluation did not fail, and the search says what
+    happened in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {number} failed") for number in self.numbers)
+
+
+_TAKEN_AS_STALE = _QuietTakenTrials()
+
+
 class _Search:
     """One worker's search; :func:`run_search` is the public entry."""
 
@@ -75,6 +93,9 @@ class _Search:
         # A second Ctrl-C may land inside Optuna's trial bookkeeping, which would log the
         # trial as failed with a traceback.
         quiet_stops_in("optuna")
+        for handler in logging.getLogger("optuna").handlers:
+            if _TAKEN_AS_STALE not in handler.filters:
+                handler.addFilter(_TAKEN_AS_STALE)
         self.space = (SearchSpace.from_file(config.space_path) if config.space_path
                       else SearchSpace.default())
         resolution = config.resolution or self.space.resolution
@@ -210,9 +231,32 @@ class _Search:
 
     def _one_trial(self) -> Optional[FrozenTrial]:
         """Run one trial; returns it as stored (None if Optuna recorded none of ours)."""
-        self.study.optimize(passing_machine_faults(self.objective), n_trials=1,
-                            catch=(EvaluationFailed,), gc_after_trial=False,
-                            show_progress_bar=False)
+        handed: list[int] = []  # the id of the trial Optuna hands the objective
+
+        def objective(trial: optuna.Trial):
+            handed.append(trial._trial_id)
+            try:
+                return self.objective(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if taken_as_stale(self.study, trial._trial_id):
+                    _TAKEN_AS_STALE.numbers.add(trial.number)
+                raise
+
+        try:
+            self.study.optimize(passing_machine_faults(objective), n_trials=1,
+                                catch=(EvaluationFailed,), gc_after_trial=False,
+                                show_progress_bar=False)
+        except Exception:
+            # Another worker heard no heartbeat from this one for the grace period, failed
+            # the trial and queued its copy, which the budget now counts instead: this
+            # worker's writes to the trial fail, and Optuna cannot tell it either.
+            if not handed or not taken_as_stale(self.study, handed[-1]):
+                raise
+            log.warning("trial %d of this worker was failed and re-queued by another worker "
+                        "that heard no heartbeat from it within the grace period (is this "
+                        "machine overloaded?); its evaluation here is dropped and the queued "
+                        "copy takes its place", self.study._storage.get_trial(handed[-1]).number)
+            return None
         trial = last_trial_of_worker(self.study)
         if trial is None:
             return None

@@ -33,11 +33,12 @@ from .adapter import (count_trials_with_user_attrs, is_requeued_copy, stale_tria
 from .base import (GRACE_PERIOD_S, HEARTBEAT_ATTR, HEARTBEAT_INTERVAL_S, MAX_RETRY, STALE_ATTR,
                    StorageError, heartbeat_settings, worker_id)
 from .heartbeat import (HeartbeatJournalStorage, HeartbeatRDBStorage, fail_dead_local_workers,
-                        fail_stale_trials, requeue, wait_for_running_trials)
+                        fail_stale_trials, requeue, taken_as_stale, wait_for_running_trials)
 from .opening import open_storage
 
 __all__ = ["StorageError", "mask_url", "open_storage", "worker_id", "fail_dead_local_workers",
-           "fail_stale_trials", "wait_for_running_trials", "requeue", "heartbeat_settings",
+           "fail_stale_trials", "wait_for_running_trials", "requeue", "taken_as_stale",
+           "heartbeat_settings",
            "HeartbeatJournalStorage", "HeartbeatRDBStorage", "HEARTBEAT_INTERVAL_S",
            "GRACE_PERIOD_S", "MAX_RETRY", "HEARTBEAT_ATTR", "STALE_ATTR", "storage_of",
            "study_id", "trial_id", "study_system_attrs", "stale_trial_ids", "is_requeued_copy", "study_names", "trials_without_user_attr",

@@ -26,7 +26,7 @@ from .adapter import stale_trial_ids, storage_of
 from .base import HEARTBEAT_ATTR, HEARTBEAT_INTERVAL_S, MAX_RETRY, STALE_ATTR
 
 __all__ = ["requeue", "HeartbeatRDBStorage", "HeartbeatJournalStorage", "fail_stale_trials",
-           "fail_dead_local_workers", "wait_for_running_trials"]
+           "fail_dead_local_workers", "wait_for_running_trials", "taken_as_stale"]
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,15 @@ def wait_for_running_trials(study: optuna.Study, *, timeout: Optional[float] = N
             return []
         time.sleep(poll)
     return []
+
+
+def taken_as_stale(study: optuna.Study, trial_id: int) -> bool:
+    """Whether another worker failed this trial as stale and re-queued it. The worker
+    running it may be alive all the same: on a machine overloaded or suspended for longer
+    than the grace period its heartbeat lapses, and its own writes to the trial then
+    fail."""
+    trial = study._storage.get_trial(trial_id)
+    return trial.state == TrialState.FAIL and STALE_ATTR in trial.system_attrs
 
 
 def _fail(study: optuna.Study, trial_id: int) -> bool:

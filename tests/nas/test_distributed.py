@@ -349,6 +349,60 @@ def test_dead_trial_holds_its_budget_share_until_its_copy_is_queued(kind, tmp_pa
     assert budget_used(study.get_trials()) == 2
 
 
+# Run as its own process so that its stderr is what a user sees, Optuna's handler included.
+_TAKE_THE_FIRST_TRIAL = textwrap.dedent("""
+    import sys
+    import optuna
+    from optuna.trial import TrialState
+    from nas import evaluators
+    from nas.cli import main
+    from nas.storage import STALE_ATTR, open_storage, requeue, storage_of
+
+    url = sys.argv[1]
+    evaluate, taken = evaluators.NaswotEvaluator.evaluate, []
+
+    def evaluate_while_another_worker_takes_the_trial(self, genome, **options):
+        score = evaluate(self, genome, **options)
+        if not taken:  # what another worker's Optuna does to a trial whose beat lapsed
+            study = optuna.load_study(study_name="taken", storage=open_storage(url))
+            [running] = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            storage = storage_of(study)
+            storage.set_trial_system_attr(running._trial_id, STALE_ATTR, True)
+            assert storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+            requeue(study, storage.get_trial(running._trial_id))
+            taken.append(running.number)
+        return score
+
+    evaluators.NaswotEvaluator.evaluate = evaluate_while_another_worker_takes_the_trial
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+@pytest.mark.parametrize("kind", ("sqlite", "journal"))
+def test_a_live_worker_whose_trial_was_taken_as_stale_goes_on(kind, tmp_path):
+    """A worker starved past the grace period (seen under load: four workers and a second
+    test run on two cores) finds its trial failed and re-queued by another worker when it
+    writes the result. It must drop that result and go on, not die with a traceback."""
+    from nas.search import budget_used
+
+    url = (f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite"
+           else f"journal:{tmp_path / 'study.journal'}")
+    done = subprocess.run(
+        [sys.executable, "-c", _TAKE_THE_FIRST_TRIAL, url, "search", "--target-flops", "400M",
+         "--cost-window", "0", "--runs", str(tmp_path), "--storage", url, "--study", "taken",
+         "--n-trials", "3", "--quiet", "--references", "none", *ZERO_COST],
+        env=worker_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Trial 0 failed" not in done.stderr, done.stderr
+    assert "trial 0 of this worker was failed and re-queued by another worker" in done.stderr
+    trials = optuna.load_study(study_name="taken", storage=open_storage(url)).get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert "accuracy" not in trials[0].user_attrs  # the dropped result is not written
+    [copy] = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert copy.state == TrialState.COMPLETE
+    assert budget_used(trials) == 3
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+
 # -- passwords and settings --------------------------------------------------------------
 
 
