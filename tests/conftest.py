@@ -91,6 +91,38 @@ def postgres_server(*, max_connections: int = 100) -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def pytest_configure(config) -> None:
+    """In a parallel run (pytest-xdist, ``-n`` in pyproject.toml), give each test worker
+    its own share of the cores. Torch sizes its thread pool, and ``nas`` its workers, by
+    the cores a process may use; without this, two test workers on two cores each run
+    two threads, and the four threads slow each other down several times over."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or not hasattr(os, "sched_setaffinity"):
+        return
+    cores, index, count = sorted(os.sched_getaffinity(0)), int(worker[2:]), int(count)
+    _machine_cores.update(cores)
+    if len(cores) >= count:
+        os.sched_setaffinity(0, cores[index::count])
+
+
+_machine_cores: set[int] = set()  # every core, before a parallel run's worker was pinned
+
+
+@pytest.fixture
+def whole_machine() -> Iterator[None]:
+    """For a test of what ``nas`` does with all of a machine's cores (``--jobs``): lifts
+    the pinning of a parallel run while it runs."""
+    pinned = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if pinned is not None and _machine_cores:
+        os.sched_setaffinity(0, _machine_cores)
+    try:
+        yield
+    finally:
+        if pinned is not None and _machine_cores:
+            os.sched_setaffinity(0, pinned)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a fresh database on a real PostgreSQL server, with a password-protected role.

@@ -666,6 +666,8 @@ def check_row(row: tuple, row_results: dict) -> None:
             assert not [piece for piece in pieces if piece in said], where
 
 
+# One worker of a parallel run holds every row: ``row_results`` runs them all at once.
+@pytest.mark.xdist_group("bad-input")
 @pytest.mark.parametrize("row", [pytest.param(row, id=f"{row[0]}-{row[1]}")
                                  for row in ROWS if row[0] in COMMANDS])
 def test_bad_input(row, row_results):

@@ -79,7 +79,7 @@ def test_rerun_resumes_and_counts_trials_in_total(tmp_path):
     assert len(load(tmp_path, "r").trials) == len(study.trials)
 
 
-def test_jobs_share_one_study_and_its_trial_budget(tmp_path):
+def test_jobs_share_one_study_and_its_trial_budget(tmp_path, whole_machine):
     # 12 trials: the helper needs a few seconds to start, and must get some of them.
     assert search(tmp_path, "--n-trials", "12", "--study", "j", "--jobs", "2") == 0
     trials = load(tmp_path, "j").trials
