@@ -38,6 +38,7 @@ from space import SearchSpace
 from . import trial_notes
 from .common import die_with_parent, format_count
 from .confirm import confirm_top
+from .memory import usable_cores
 from .objective import Objective, Pricing, check_space_fits
 from .outputs import passing_machine_faults
 from .references import (enqueue_references, scored_directly, unsettled_references,
@@ -328,11 +329,10 @@ def run_search(config: SearchConfig, *, jobs: int = 1) -> SearchResult:
     if jobs <= 1:
         return _measure_latency(search, _confirm(search, search.run()))
     import multiprocessing
-    import os
 
     import torch
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = max(1, usable_cores() // jobs)
     torch.set_num_threads(threads)
     shared = dataclasses.replace(config, storage=search.storage_url, study=search.study_name,
                                  quiet=True)

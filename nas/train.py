@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from .common import UsageError
 from .data import Normalization, Split, augment, batches, preprocess
+from .memory import usable_cores
 from .signals import check_stop
 from .train_eval import (Distributed, all_reduce_sum, autocast, average_buffers,
                          evaluate_accuracy, recompute_batch_norm, state_digest)
@@ -130,11 +130,7 @@ class TrainResult:
 
 def configure_threads(local_world_size: int = 1) -> int:
     """Give each local process an equal share of this machine's usable cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    threads = max(1, cores // max(1, local_world_size))
+    threads = max(1, usable_cores() // max(1, local_world_size))
     torch.set_num_threads(threads)
     return threads
 
