@@ -118,7 +118,10 @@ def _millions(value: float) -> str:
 
 def standard_error(row: dict[str, Any]) -> float:
     """Standard error of a member's mean test accuracy: the binomial sampling error of its
-    test images plus, with two or more seeds, the seed-to-seed variance of the mean."""
+    test images plus, with two or more seeds, the seed-to-seed variance of the mean. A
+    point interpolated between members (:func:`interpolate`) carries its own."""
+    if "standard_error" in row:
+        return row["standard_error"]
     p, n = row["accuracy"], max(row["test_images"], 1)
     variance = p * (1 - p) / n
     if len(row["accuracies"]) > 1:
@@ -132,6 +135,23 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> int:
     gap = a["accuracy"] - b["accuracy"]
     noise = 2 * math.hypot(standard_error(a), standard_error(b))
     return 0 if abs(gap) <= noise else (1 if gap > 0 else -1)
+
+
+def interpolate(curve: Sequence[dict[str, Any]], flops: float) -> Optional[dict[str, Any]]:
+    """A family's accuracy at ``flops`` multiply-adds: linear in log multiply-adds between
+    the two measured members that bracket it (None outside them), with the standard error
+    their two errors give. How the curve runs between its points is assumed, not
+    measured."""
+    points = sorted(curve, key=lambda m: m["flops"])
+    for low, high in zip(points, points[1:]):
+        if low["flops"] <= flops <= high["flops"]:
+            span = math.log(high["flops"] / low["flops"])
+            t = math.log(flops / low["flops"]) / span if span else 0.0
+            return {"accuracy": (1 - t) * low["accuracy"] + t * high["accuracy"],
+                    "standard_error": math.hypot((1 - t) * standard_error(low),
+                                                 t * standard_error(high)),
+                    "between": f"b{low['phi']}..b{high['phi']}"}
+    return None
 
 
 def _verdict(outcomes: Sequence[int]) -> str:
@@ -168,6 +188,23 @@ def claims(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
         found.append({"part": "2", "claim": f"{bases.get(base, base)}: compound scaling is "
                       "more accurate than width, depth or resolution alone at the same "
                       "multiplier (EfficientNet, Fig. 3 and 8)",
+                      "evidence": "; ".join(evidence) or "-", "verdict": _verdict(outcomes)})
+        # The same phi costs one dimension alone far less than all three together, so
+        # the paper's Figure 3 compares the curves at equal multiply-adds instead.
+        curve = family_rows(members, base, "compound")
+        outcomes, evidence = [], []
+        for method in PART2_METHODS[1:]:
+            for single in family_rows(members, base, method):
+                point = interpolate(curve, single["flops"]) if single["phi"] else None
+                if point:
+                    outcomes.append(compare(point, single))
+                    evidence.append(f"{method} b{single['phi']} at "
+                                    f"{_millions(single['flops'])}: compound ({point['between']}) "
+                                    f"{100 * (point['accuracy'] - single['accuracy']):+.2f}")
+        found.append({"part": "2 (equal cost)", "claim": f"{bases.get(base, base)}: compound "
+                      "scaling is more accurate than width, depth or resolution alone at equal "
+                      "multiply-adds (EfficientNet, Fig. 3; the compound curve interpolated "
+                      "in log multiply-adds between its members)",
                       "evidence": "; ".join(evidence) or "-", "verdict": _verdict(outcomes)})
     measured = (speed or {}).get("members", {})
     accuracy, activations, runtime, evidence = [], [], [], []

@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import math
 import subprocess
 import sys
 import threading
@@ -150,6 +151,33 @@ def test_claim_verdicts_weigh_gaps_against_sampling_and_seed_noise() -> None:
     worse = [_member(b0, "fast-a0.8-b1", 0.80, activations=4e5), fast[1]]
     assert _verdicts(worse, slower)["3"] == ("accuracy: not reproduced, activations: reproduced, "
                                              "runtime (latency and training): not reproduced")
+
+
+def test_compound_is_weighed_at_equal_multiply_adds_on_its_interpolated_curve() -> None:
+    b0 = "efficientnet-b0"
+    # Halfway in log multiply-adds between b0 (10M, 80%) and compound b1 (40M, 88%): 84%.
+    members = [_member(b0, "b0", 0.80, flops=1e7), _member(b0, "compound-b1", 0.88, flops=4e7),
+               _member(b0, "width-b1", 0.80, flops=2e7)]
+    found = {claim["part"]: claim for claim in _load_driver().report.claims(
+        {m["member"]: m for m in members}, None, {}) if not claim["claim"].startswith("searched")}
+    assert found["2 (equal cost)"]["evidence"] == "width b1 at 20.0M: compound (b0..b1) +4.00"
+    assert found["2 (equal cost)"]["verdict"] == "reproduced"
+    # Resolution alone beats the curve by 3 points, beyond the ~2.2 of two standard errors;
+    # depth b1 costs more than the largest compound member, so nothing is compared there.
+    members += [_member(b0, "resolution-b1", 0.87, flops=2e7),
+                _member(b0, "depth-b1", 0.70, flops=5e7)]
+    assert _verdicts(members)["2 (equal cost)"] == "not reproduced"
+    [equal_cost] = [claim for claim in _load_driver().report.claims(
+        {m["member"]: m for m in members}, None, {}) if claim["part"] == "2 (equal cost)"
+        and not claim["claim"].startswith("searched")]
+    assert "depth" not in equal_cost["evidence"]
+    # The interpolated point's error comes from both ends: (1 - t) and t of theirs.
+    report = _load_driver().report
+    point = report.interpolate([members[1], members[0]], 2e7)
+    assert point["accuracy"] == pytest.approx(0.84)
+    assert point["standard_error"] == pytest.approx(math.hypot(
+        0.5 * report.standard_error(members[0]), 0.5 * report.standard_error(members[1])))
+    assert report.interpolate([members[0], members[1]], 5e7) is None
 
 
 def test_phi_trends_say_whether_each_family_rises_step_by_step() -> None:
