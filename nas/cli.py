@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 from typing import Optional, Sequence
 
@@ -61,9 +62,30 @@ def build_parser(argv: Optional[Sequence[str]] = None) -> argparse.ArgumentParse
     return parser
 
 
+# argparse reads a word that starts with "-" as an option unless it is a plain negative
+# number, so "--target-flops -5M" or "-1e3" failed as "expected one argument" instead of
+# reaching the value's own check. No option of nas starts with a digit.
+_NUMBER_WITH_A_DASH = re.compile(r"^-\.?[0-9]")
+_PLAIN_NEGATIVE = re.compile(r"^-[0-9]+$|^-[0-9]*\.[0-9]+$")
+
+
+def attach_dashed_values(argv: Sequence[str]) -> list[str]:
+    """``["--target-flops", "-5M"]`` -> ``["--target-flops=-5M"]``, for argparse."""
+    joined: list[str] = []
+    for word in argv:
+        previous = joined[-1] if joined else ""
+        if (_NUMBER_WITH_A_DASH.match(word) and not _PLAIN_NEGATIVE.match(word)
+                and previous.startswith("--") and previous != "--" and "=" not in previous):
+            joined[-1] = f"{previous}={word}"
+        else:
+            joined.append(word)
+    return joined
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    argv = attach_dashed_values(argv)
     for word in argv:  # a storage URL's password: hidden from every message, usage errors too
         register_url(word.partition("=")[2] if word.startswith("-") else word)
     parser = build_parser(argv)

@@ -24,7 +24,8 @@ class UsageError(NasError):
 
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "B": 10**9, "T": 10**12}
-_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGBT]?)\s*$", re.IGNORECASE)
+_COUNT = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGBT]?)\s*$",
+                    re.IGNORECASE)
 
 
 def parse_count(text: str, what: str = "value") -> int:

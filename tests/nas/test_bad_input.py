@@ -385,7 +385,12 @@ ROWS = [
     ("search", "unknown-flag", ["search", "--target-flops", "400M", "--bogus"], "--bogus"),
     ("search", "bad-unit", ["search", "--target-flops", "400X", "--runs", "{d}/runs"], "400X"),
     ("search", "negative-target", ["search", "--target-flops", "-5", "--runs", "{d}/runs"],
-     "-5"),
+     "'-5' must be positive"),
+    # argparse alone would take these for options ("expected one argument")
+    ("search", "negative-target-with-unit", ["search", "--target-flops", "-5M", "--runs",
+                                             "{d}/runs"], "'-5M' must be positive"),
+    ("search", "negative-target-exponent", ["search", "--target-flops", "-1e3", "--runs",
+                                            "{d}/runs"], "'-1e3' must be positive"),
     ("search", "huge-target", ["search", "--target-flops", "1e300", "--runs", "{d}/runs"],
      "'1e300' is too large"),
     ("search", "infinite-target", ["search", "--target-flops", "1e400", "--runs", "{d}/runs"],

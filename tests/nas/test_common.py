@@ -61,3 +61,21 @@ def _worker_after_parent_killed(die: bool) -> bool:
 def test_a_worker_dies_with_its_killed_parent_only_when_asked():
     assert not _worker_after_parent_killed(die=True)
     assert _worker_after_parent_killed(die=False)  # what happened before die_with_parent
+
+
+@pytest.mark.parametrize("argv, parsed", [
+    (["search", "--target-flops", "-5M"], ["search", "--target-flops=-5M"]),
+    (["search", "--target", "-1e3", "--n-trials", "3"], ["search", "--target=-1e3", "--n-trials", "3"]),
+    (["search", "--target-flops", "-.5G"], ["search", "--target-flops=-.5G"]),
+    # argparse already reads these as values, or they are no values at all
+    (["scale", "--phi", "-1"], ["scale", "--phi", "-1"]),
+    (["search", "--target-flops", "-0.5"], ["search", "--target-flops", "-0.5"]),
+    (["search", "--target-flops=400M", "-5M"], ["search", "--target-flops=400M", "-5M"]),
+    (["report", "--", "-5M"], ["report", "--", "-5M"]),
+    (["search", "-q", "-5M"], ["search", "-q", "-5M"]),
+    (["search", "--bogus", "-verbose"], ["search", "--bogus", "-verbose"]),
+])
+def test_a_value_with_a_dash_is_attached_to_its_option(argv, parsed):
+    from nas.cli import attach_dashed_values
+
+    assert attach_dashed_values(argv) == parsed
