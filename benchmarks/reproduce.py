@@ -48,7 +48,11 @@ continues where it stopped. A folder started with another protocol or another ba
 genome is refused rather than mixed. With ``--commit`` each finished member's
 metrics.json, results.json and summary.md are committed to git at once (and the folder's
 other small files at the end; benchmarks/commit_results.py), so a run that outlives its
-session leaves its results in the repository.
+session leaves its results in the repository. Several instances may run on the same
+seeds and share the members: each takes an exclusive lock on a member's
+``.training.lock`` before training it and skips the members locked by another (the lock
+goes with its holder, however it ends), so two single-thread instances given
+``--seeds 0 1`` keep both cores busy to the last member.
 
 Writes into ``--out``: protocol.json, baseline/ (the searched genome and the search's
 best.json, trials.csv, report.html), families/<base>/<method>/ (``nas scale`` output:
@@ -69,6 +73,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -443,6 +448,26 @@ def start_trainer(data_dir: Optional[str], protocol: Protocol, threads: Optional
                     test=take_subset(data.test, protocol.test_size, protocol.data_seed))
 
 
+def claim_member(out: Path, seed: int, job: Job) -> Any:
+    """The open, locked lock file of a member for this process to train; "done" if it is
+    trained, "elsewhere" while another instance of this script trains it. The lock goes
+    when the file is closed or its holder dies, so a killed instance leaves no claim."""
+    if stored_metrics(job, seed=seed, out=out) is not None:
+        return "done"
+    folder = member_folder(out, seed, job)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".training.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return "elsewhere"
+    if stored_metrics(job, seed=seed, out=out) is not None:  # finished while we looked
+        handle.close()
+        return "done"
+    return handle
+
+
 def train_and_save(job: Job, seed: int, out: Path) -> dict[str, Any]:
     """Train one member in this process (see start_trainer) and write its metrics.json."""
     metrics = train_member(job, seed=seed, protocol=_TRAINER["protocol"], train=_TRAINER["train"],
@@ -655,7 +680,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     if args.plateau_check:
         seeds = seeds[:1]
     jobs = current_plan()
-    counts = {"trained": 0, "skipped": 0, "failed": 0}
+    counts = {"trained": 0, "skipped": 0, "failed": 0, "elsewhere": 0}
     if not args.report_only:
         # Runtimes need no training, so part 3's are measured first: a run stopped for
         # time still has them for every multiplier.
@@ -679,7 +704,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             start_trainer(*setup)
             executor = _InProcess()
         queued: set[tuple[int, str]] = set()
-        running: dict[Future, tuple[int, Job]] = {}
+        running: dict[Future, tuple[int, Job, Any]] = {}
         with executor:
             while True:
                 for seed in seeds:
@@ -687,18 +712,23 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                         if (seed, job.member_id) in queued or len(running) >= args.workers:
                             continue
                         queued.add((seed, job.member_id))
-                        if stored_metrics(job, seed=seed, out=out) is not None:
-                            counts["skipped"] += 1
+                        claim = claim_member(out, seed, job)
+                        if isinstance(claim, str):
+                            counts["skipped" if claim == "done" else "elsewhere"] += 1
                             progress.update(1)
                             continue
                         progress.set_postfix(member=f"{job.member_id} s{seed}", refresh=True)
-                        running[executor.submit(train_and_save, job, seed, out)] = (seed, job)
+                        future = executor.submit(train_and_save, job, seed, out)
+                        running[future] = (seed, job, claim)
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    seed, job = running.pop(future)
-                    metrics = future.result()
+                    seed, job, claim = running.pop(future)
+                    try:
+                        metrics = future.result()
+                    finally:
+                        claim.close()
                     counts[_announce(job, seed, metrics, progress)] += 1
                     progress.update(1)
                     if args.commit:
@@ -714,8 +744,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         commit_folder(out, protocol)
     print((out / "summary.md").read_text())
     print(f"latency vs cost (Pearson r of logs): {summary['latency_correlations_log']}")
-    print(f"trained {counts['trained']}, skipped {counts['skipped']} (already done), failed "
-          f"{counts['failed']}; wrote {out}/results.json, summary.md, {', '.join(summary['plots'])}")
+    elsewhere = (f", {counts['elsewhere']} in training by another instance"
+                 if counts["elsewhere"] else "")
+    print(f"trained {counts['trained']}, skipped {counts['skipped']} (already done){elsewhere}, "
+          f"failed {counts['failed']}; wrote {out}/results.json, summary.md, {', '.join(summary['plots'])}")
     return {**counts, "summary": summary}
 
 

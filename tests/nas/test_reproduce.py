@@ -98,6 +98,27 @@ def test_trains_writes_and_resumes_without_retraining(tmp_path: Path) -> None:
     assert len(json.loads((out / "protocol.json").read_text())["runs"]) == 3
 
 
+def test_a_member_another_instance_trains_is_left_to_it(tmp_path: Path, capsys) -> None:
+    """Two instances on the same seeds share the members: one being trained elsewhere (an
+    flock on its .training.lock, here held by this test) is not trained twice."""
+    import fcntl
+
+    driver = _load_driver()
+    out = tmp_path / "shared"
+    folder = out / "members/seed0/efficientnet-b0/compound-b1"
+    folder.mkdir(parents=True)
+    with open(folder / ".training.lock", "w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        first = driver.main(["--out", str(out), *TINY])
+    assert (first["trained"], first["skipped"], first["elsewhere"]) == (1, 0, 1)
+    assert not (folder / "metrics.json").exists()
+    assert "1 in training by another instance" in capsys.readouterr().out
+    # The other instance is gone (its lock with it): the member is trained now.
+    second = driver.main(["--out", str(out), *TINY])
+    assert (second["trained"], second["skipped"], second["elsewhere"]) == (1, 1, 0)
+    assert (folder / "metrics.json").is_file()
+
+
 def test_refuses_to_mix_protocols(tmp_path: Path) -> None:
     driver = _load_driver()
     out = tmp_path / "reference"
