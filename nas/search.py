@@ -51,7 +51,8 @@ from .search_config import (DEFAULT_TIMEOUT, DEFAULT_TRIALS, METRICS, PRUNERS, S
 from .search_study import make_sampler, open_search_study
 from .settings import SettingError
 from .signals import check_stop, handle_signals, quiet_stops_in, stopped
-from .storage import fail_dead_local_workers, taken_as_stale, wait_for_running_trials
+from .storage import (fail_dead_local_workers, storage_of, taken_as_stale, trial_id,
+                      wait_for_running_trials)
 from .trial import TrialRecord, budget_used, last_trial_of_worker
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "METRICS", "SAMPLERS", "PRUNERS",
@@ -235,11 +236,11 @@ class _Search:
         handed: list[int] = []  # the id of the trial Optuna hands the objective
 
         def objective(trial: optuna.Trial):
-            handed.append(trial._trial_id)
+            handed.append(trial_id(trial))
             try:
                 return self.objective(trial)
             except optuna.exceptions.UpdateFinishedTrialError:
-                if taken_as_stale(self.study, trial._trial_id):
+                if taken_as_stale(self.study, handed[-1]):
                     _TAKEN_AS_STALE.numbers.add(trial.number)
                 raise
 
@@ -256,7 +257,7 @@ class _Search:
             log.warning("trial %d of this worker was failed and re-queued by another worker "
                         "that heard no heartbeat from it within the grace period (is this "
                         "machine overloaded?); its evaluation here is dropped and the queued "
-                        "copy takes its place", self.study._storage.get_trial(handed[-1]).number)
+                        "copy takes its place", storage_of(self.study).get_trial(handed[-1]).number)
             return None
         trial = last_trial_of_worker(self.study)
         if trial is None:

@@ -182,7 +182,7 @@ def taken_as_stale(study: optuna.Study, trial_id: int) -> bool:
     running it may be alive all the same: on a machine overloaded or suspended for longer
     than the grace period its heartbeat lapses, and its own writes to the trial then
     fail."""
-    trial = study._storage.get_trial(trial_id)
+    trial = storage_of(study).get_trial(trial_id)
     return trial.state == TrialState.FAIL and STALE_ATTR in trial.system_attrs
 
 
