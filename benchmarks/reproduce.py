@@ -632,10 +632,11 @@ def resolve_protocol(args: argparse.Namespace) -> tuple[Protocol, list[int], Pat
 
 
 def commit_member(out: Path, job: Job, seed: int, metrics: dict[str, Any],
-                  protocol: Protocol, bases: dict[str, str]) -> None:
+                  protocol: Protocol, bases: dict[str, str],
+                  planned: Sequence[tuple[int, str]]) -> None:
     """--commit after a member: its metrics.json with the results it changes, in the
     git repository that holds ``out``."""
-    report.write_results(out, protocol, bases, plots=False)
+    report.write_results(out, protocol, bases, plots=False, planned=planned)
     accuracy = metrics.get("test_accuracy")
     outcome = "failed" if accuracy is None else f"test accuracy {accuracy:.4f}"
     commit_results([member_folder(out, seed, job) / "metrics.json", out / "results.json",
@@ -676,6 +677,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                                    data.num_classes, data.in_channels)
         jobs = plan(bases.genomes, specs, protocol, data.num_classes, data.in_channels)
         return plateau_jobs(jobs) if args.plateau_check else jobs
+
+    def planned(jobs: Sequence[Job]) -> list[tuple[int, str]]:
+        return [(seed, job.member_id) for seed in seeds for job in jobs]
 
     if args.plateau_check:
         seeds = seeds[:1]
@@ -732,14 +736,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                     counts[_announce(job, seed, metrics, progress)] += 1
                     progress.update(1)
                     if args.commit:
-                        commit_member(out, job, seed, metrics, protocol, bases.descriptions())
+                        commit_member(out, job, seed, metrics, protocol, bases.descriptions(),
+                                      planned(jobs))
                 # The search may finish while this runs: its members join the queue, by phi.
                 if SEARCHED in args.bases and SEARCHED not in bases.genomes and bases.load():
                     jobs = current_plan()
                     progress.total = len(seeds) * len(jobs)
                     progress.refresh()
         progress.close()
-    summary = report.write_results(out, protocol, bases.descriptions())
+    summary = report.write_results(out, protocol, bases.descriptions(), planned=planned(jobs))
     if args.commit:
         commit_folder(out, protocol)
     print((out / "summary.md").read_text())

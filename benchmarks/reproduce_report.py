@@ -89,6 +89,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "train_images_per_second": float(np.median([r["train_images_per_second"] for r in runs])),
             "latency_b1_ms": float(np.median([r["latency_b1_ms"] for r in runs])),
             "seconds": float(sum(r["seconds"] for r in runs)),
+            "seconds_per_seed": [r["seconds"] for r in runs],
             "epoch_accuracies": curves,
             "last_third_gain": None if None in gains else float(np.mean(gains))}
     return result
@@ -380,13 +381,66 @@ def plateau_markdown(found: Sequence[dict[str, Any]], protocol: Protocol) -> str
                               "gain (points, mean)", "gain per seed"], table) + "\n")
 
 
+def coverage(rows: Sequence[dict[str, Any]], planned: Sequence[tuple[int, str]]) -> dict[str, Any]:
+    """How many of the ``planned`` (seed, member) trainings have a test accuracy, and which
+    members still lack one under which seeds, so a partial run's tables say they are."""
+    finished = {(row["seed"], row["member"]) for row in rows
+                if row.get("test_accuracy") is not None}
+    missing: dict[str, list[int]] = {}
+    for seed, member in planned:
+        if (seed, member) not in finished:
+            missing.setdefault(member, []).append(seed)
+    return {"planned": len(set(planned)), "finished": len(set(planned) & finished),
+            "missing": [{"member": member, "seeds": sorted(seeds)}
+                        for member, seeds in missing.items()]}
+
+
+def coverage_markdown(found: dict[str, Any]) -> str:
+    if not found["missing"]:
+        return f"All {found['planned']} planned trainings (members x seeds) have finished.\n"
+    still = "; ".join(f"{row['member']} (seed{'s' * (len(row['seeds']) > 1)} "
+                      f"{', '.join(map(str, row['seeds']))})" for row in found["missing"])
+    return (f"**A partial run: {found['finished']} of {found['planned']} planned trainings "
+            f"(members x seeds) have finished.** Still to train: {still}.\n")
+
+
+def _member_order(member: dict[str, Any]) -> tuple:
+    """EfficientNet-B0's members before the searched baseline's, b0 first, then by family
+    and phi."""
+    family = member["family"] if member["phi"] else ""
+    return ((B0, SEARCHED).index(member["base"]),
+            FAMILY_ORDER.index(family) if family in FAMILY_ORDER else -1, member["phi"])
+
+
+def trainings_markdown(members: dict[str, dict[str, Any]], protocol: Protocol) -> str:
+    """Every training: each member's test accuracy and seconds under each seed."""
+    seeds = sorted({seed for member in members.values() for seed in member["seeds"]})
+    table = []
+    for member in sorted(members.values(), key=_member_order):
+        accuracy = dict(zip(member["seeds"], member["accuracies"]))
+        seconds = dict(zip(member["seeds"], member["seconds_per_seed"]))
+        table.append([member["member"], _millions(member["flops"]),
+                      *(_number(None if seed not in accuracy else 100 * accuracy[seed], ".2f")
+                        for seed in seeds),
+                      ", ".join(_number(seconds.get(seed), ",.0f") for seed in seeds)])
+    return (f"### Every training ({title(protocol)})\n\nTest accuracy in %; seconds are wall "
+            "time of each training (with its test evaluations), in seed order; - where that "
+            "seed has not finished.\n\n"
+            + markdown_table(["member", "multiply-adds as trained",
+                              *(f"seed {seed}" for seed in seeds), "seconds per training"],
+                             table) + "\n")
+
+
 def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[str, Any]],
                      bases: dict[str, str], protocol: Protocol,
-                     search: Optional[dict[str, Any]] = None) -> str:
+                     search: Optional[dict[str, Any]] = None,
+                     found: Optional[dict[str, Any]] = None) -> str:
     """Tables of all parts (accuracy in %, mean ± half the max-min spread over seeds),
-    under a heading that names the protocol."""
+    under a heading that names the protocol; with ``found`` (:func:`coverage`), how much
+    of the planned run they cover."""
     name = title(protocol)
     parts = [f"## Reproduction under the {name}\n\n{describe(protocol)}.\n"]
+    parts += [coverage_markdown(found)] if found and found["planned"] else []
     parts += [search_markdown(search)] if search else []
     headers = ["family", "phi", "px", "multiply-adds", "x b0", "params", "activations",
                "test acc %", "train img/s", "latency b1 ms"]
@@ -443,6 +497,8 @@ def summary_markdown(members: dict[str, dict[str, Any]], speed: Optional[dict[st
     parts.append(markdown_table(["part", "claim", "evidence (accuracy in points)", "verdict"],
                                 [[c["part"], c["claim"], c["evidence"], c["verdict"]]
                                  for c in claims(members, speed, bases)]) + "\n")
+    if members:
+        parts.append(trainings_markdown(members, protocol))
     return "\n".join(parts)
 
 
@@ -625,15 +681,17 @@ def latency_correlations(members: dict[str, dict[str, Any]]) -> dict[str, float]
 
 
 def write_results(out: Path, protocol: Protocol, bases: dict[str, str], *,
-                  plots: bool = True) -> dict[str, Any]:
+                  plots: bool = True, planned: Sequence[tuple[int, str]] = ()) -> dict[str, Any]:
     """results.json, results.csv, summary.md and (with ``plots``) the plots from
-    whatever members exist."""
+    whatever members exist; ``planned`` (seed, member) pairs say how much that is."""
     rows = collect(out)
     members = aggregate(rows)
+    found = coverage(rows, planned)
     speed_path = out / "speed.json"
     speed = json.loads(speed_path.read_text()) if speed_path.is_file() else None
     search = search_record(out)
     summary = {"protocol": protocol.to_dict(), "bases": bases, "search": search,
+               "coverage": found,
                "latency_correlations_log": latency_correlations(members),
                "claims": claims(members, speed, bases),
                "phi_trends": phi_trends(members, bases), "plateau": plateau(members),
@@ -648,7 +706,7 @@ def write_results(out: Path, protocol: Protocol, bases: dict[str, str], *,
     writer.writerows(sorted(rows, key=lambda r: (r["member"], r["seed"])))
     atomic_write_text(out / "results.csv", buffer.getvalue())
     atomic_write_text(out / "summary.md", summary_markdown(members, speed, bases, protocol,
-                                                           search))
+                                                           search, found))
     summary["plots"] = (write_plots(out, members, speed, bases, protocol, search) if plots
                         else [])
     return summary

@@ -113,10 +113,23 @@ def test_a_member_another_instance_trains_is_left_to_it(tmp_path: Path, capsys) 
     assert (first["trained"], first["skipped"], first["elsewhere"]) == (1, 0, 1)
     assert not (folder / "metrics.json").exists()
     assert "1 in training by another instance" in capsys.readouterr().out
+    # The tables say they are partial, and what is missing.
+    summary = (out / "summary.md").read_text()
+    assert ("**A partial run: 1 of 2 planned trainings (members x seeds) have finished.** "
+            "Still to train: efficientnet-b0/compound-b1 (seed 0).") in summary
+    assert first["summary"]["coverage"] == {
+        "planned": 2, "finished": 1,
+        "missing": [{"member": "efficientnet-b0/compound-b1", "seeds": [0]}]}
+    b0 = json.loads((out / "members/seed0/efficientnet-b0/b0/metrics.json").read_text())
+    assert (f"| efficientnet-b0/b0 | {b0['flops'] / 1e6:.1f}M | {100 * b0['test_accuracy']:.2f} | "
+            f"{b0['seconds']:,.0f} |") in summary
     # The other instance is gone (its lock with it): the member is trained now.
     second = driver.main(["--out", str(out), *TINY])
     assert (second["trained"], second["skipped"], second["elsewhere"]) == (1, 1, 0)
     assert (folder / "metrics.json").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "All 2 planned trainings (members x seeds) have finished." in summary
+    assert "partial" not in summary
 
 
 def test_refuses_to_mix_protocols(tmp_path: Path) -> None:
