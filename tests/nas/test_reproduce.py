@@ -572,6 +572,18 @@ def test_plateau_check_trains_b0_and_the_largest_member_once_and_the_run_reuses_
         "efficientnet-b0/b0", f"efficientnet-b0/{largest}-b1"]
     full = driver.main(common)
     assert (full["trained"], full["skipped"], full["failed"]) == (4, 2, 0)
+    # Beyond the check's two members, every member's last-third gain, the largest first.
+    every = full["summary"]["last_third_gains"]
+    assert {row["member"] for row in every} == {"efficientnet-b0/b0",
+                                                "efficientnet-b0/compound-b1",
+                                                "efficientnet-b0/width-b1"}
+    assert [row["gain"] for row in every] == sorted((row["gain"] for row in every), reverse=True)
+    for row in every:
+        curves = [json.loads((out / f"members/seed{seed}/{row['member']}/metrics.json")
+                             .read_text())["history"] for seed in (0, 1)]
+        assert row["gains"] == [pytest.approx(h[1]["test_accuracy"] - h[0]["test_accuracy"])
+                                for h in curves]
+    assert "Every member, the largest gain first" in (out / "summary.md").read_text()
 
 
 def test_no_speed_trains_part_3_without_timing_it(tmp_path: Path) -> None:
