@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -535,6 +536,13 @@ def _curve(axis, rows: Sequence[dict[str, Any]], x_key: str, label: str, style_k
     axis.errorbar(xs, ys, yerr=spread, color=color, marker=marker, capsize=3, label=label)
 
 
+def _suptitle(figure, text: str) -> None:
+    """The figure's title, wrapped to its width: a searched baseline's name made the
+    one-line titles run past both edges."""
+    figure.suptitle(textwrap.fill(text, width=int(figure.get_figwidth() * 9),
+                                  break_on_hyphens=False))
+
+
 def _save(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -569,7 +577,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
             axis.axvline(search["target_flops"], color="black", linestyle=":", label="target")
         _finish_axis(axis, "multiply-adds at 224 px", "proxy validation accuracy (%)")
         axis.set_xscale("linear")
-        figure.suptitle(f"Part 1: the search ({search['study']}), every trial")
+        _suptitle(figure, f"Part 1: the search ({search['study']}), every trial")
         _save(figure, out / "part1.png")
         written.append("part1.png")
     for base in BASES:
@@ -582,7 +590,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
             if len(rows) > 1:
                 _curve(axis, rows, "flops", label, label)
         _finish_axis(axis, "multiply-adds per image (as trained)", "test accuracy (%)")
-        figure.suptitle(f"Part 2 ({heading}): scaling {bases.get(base, base)} by one "
+        _suptitle(figure, f"Part 2 ({heading}): scaling {bases.get(base, base)} by one "
                         "dimension or all three")
         figure.supxlabel(caption, fontsize=8)
         _save(figure, out / f"part2_{base}.png")
@@ -616,7 +624,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
             speed_axis.set_axis_off()
             speed_axis.text(0.5, 0.5, "runtimes not measured yet", ha="center",
                             transform=speed_axis.transAxes)
-        figure.suptitle(f"Part 3 ({heading}): fast scaling (a = 0.8) against uniform compound "
+        _suptitle(figure, f"Part 3 ({heading}): fast scaling (a = 0.8) against uniform compound "
                         "scaling (a = 1/3) of EfficientNet-B0")
         figure.supxlabel(caption, fontsize=8)
         _save(figure, out / "part3.png")
@@ -628,7 +636,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
         for base, rows in compound.items():
             _curve(axis, rows, "flops", f"{bases.get(base, base)} (compound)", base)
         _finish_axis(axis, "multiply-adds per image (as trained)", "test accuracy (%)")
-        figure.suptitle(f"Part 4 ({heading}): searched baseline against EfficientNet-B0, "
+        _suptitle(figure, f"Part 4 ({heading}): searched baseline against EfficientNet-B0, "
                         "compound families")
         figure.supxlabel(caption, fontsize=8)
         _save(figure, out / "part4.png")
@@ -652,7 +660,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
             _finish_axis(axis, f"{label} per image", "latency, batch 1 (ms, during the run)")
             axis.set_yscale("log")
             axis.set_title(f"{label}: Pearson r of logs = {r:.3f}")
-        figure.suptitle(f"Which cost predicts CPU latency? Every trained member ({heading})")
+        _suptitle(figure, f"Which cost predicts CPU latency? Every trained member ({heading})")
         _save(figure, out / "latency.png")
         written.append("latency.png")
     found = plateau(members)
@@ -673,7 +681,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
         axis.set_ylabel("test accuracy (%)")
         axis.grid(True, alpha=0.3)
         axis.legend(fontsize=8)
-        figure.suptitle(f"Plateau ({heading}): EfficientNet-B0 and the largest member")
+        _suptitle(figure, f"Plateau ({heading}): EfficientNet-B0 and the largest member")
         figure.supxlabel(describe(protocol), fontsize=8)
         _save(figure, out / "plateau.png")
         written.append("plateau.png")
