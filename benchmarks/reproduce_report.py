@@ -591,7 +591,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
                 _curve(axis, rows, "flops", label, label)
         _finish_axis(axis, "multiply-adds per image (as trained)", "test accuracy (%)")
         _suptitle(figure, f"Part 2 ({heading}): scaling {bases.get(base, base)} by one "
-                        "dimension or all three")
+                  "dimension or all three")
         figure.supxlabel(caption, fontsize=8)
         _save(figure, out / f"part2_{base}.png")
         written.append(f"part2_{base}.png")
@@ -625,7 +625,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
             speed_axis.text(0.5, 0.5, "runtimes not measured yet", ha="center",
                             transform=speed_axis.transAxes)
         _suptitle(figure, f"Part 3 ({heading}): fast scaling (a = 0.8) against uniform compound "
-                        "scaling (a = 1/3) of EfficientNet-B0")
+                  "scaling (a = 1/3) of EfficientNet-B0")
         figure.supxlabel(caption, fontsize=8)
         _save(figure, out / "part3.png")
         written.append("part3.png")
@@ -637,7 +637,7 @@ def write_plots(out: Path, members: dict[str, dict[str, Any]], speed: Optional[d
             _curve(axis, rows, "flops", f"{bases.get(base, base)} (compound)", base)
         _finish_axis(axis, "multiply-adds per image (as trained)", "test accuracy (%)")
         _suptitle(figure, f"Part 4 ({heading}): searched baseline against EfficientNet-B0, "
-                        "compound families")
+                  "compound families")
         figure.supxlabel(caption, fontsize=8)
         _save(figure, out / "part4.png")
         written.append("part4.png")
