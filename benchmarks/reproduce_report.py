@@ -406,11 +406,12 @@ def coverage(rows: Sequence[dict[str, Any]], planned: Sequence[tuple[int, str]])
     members still lack one under which seeds, so a partial run's tables say they are."""
     finished = {(row["seed"], row["member"]) for row in rows
                 if row.get("test_accuracy") is not None}
+    wanted = set(planned)
     missing: dict[str, list[int]] = {}
     for seed, member in planned:
         if (seed, member) not in finished:
             missing.setdefault(member, []).append(seed)
-    return {"planned": len(set(planned)), "finished": len(set(planned) & finished),
+    return {"planned": len(wanted), "finished": len(wanted & finished),
             "missing": [{"member": member, "seeds": sorted(seeds)}
                         for member, seeds in missing.items()]}
 
