@@ -136,12 +136,24 @@ def run(args: argparse.Namespace) -> int:
     torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         status = _train(args, distributed)
-        # A rank that tears gloo down while the other still talks to it aborts the other
-        # ("terminate called without an active exception"): leave together.
-        torch.distributed.barrier()
+        _leave_together(distributed.rank, distributed.world_size)
         return status
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _leave_together(rank: int, world_size: int) -> None:
+    """Return once every rank has finished its last collective.
+
+    A rank that tears gloo down while another still finishes a collective aborts that one
+    (SIGABRT, "terminate called without an active exception"), and a final barrier does
+    not prevent it: gloo's own barrier then destruction races the same way
+    (pytorch/gloo#155; seen once in CI). The rendezvous store is not gloo, and under
+    torchrun the launcher, not a rank, holds it, so each rank checks in there and waits
+    for the others before any of them destroys its process group."""
+    store = torch.distributed.distributed_c10d._get_default_store()
+    store.set(f"nas-train/finished/{rank}", "1")
+    store.wait([f"nas-train/finished/{other}" for other in range(world_size)])
 
 
 def _threads(args: argparse.Namespace, distributed: Optional[Distributed]) -> int:
